@@ -1,0 +1,47 @@
+"""``vmt params``: trainable / frozen parameter counts of a method on a backbone (no weights needed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..models.adapters import METHODS
+from ..models.multitask import MultiTaskModel
+from ..tasks import resolve_tasks
+
+FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("params", help="count adapter, decoder, trainable and frozen parameters")
+    p.add_argument("--backbone", default="swin_tiny")
+    p.add_argument("--method", default="vmt", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--all", action="store_true", help="one row per method")
+    p.add_argument("--tasks", default="semseg,human_parts,sal,normals")
+    p.add_argument("--bottleneck", type=int, default=None, help="VMT bottleneck k (default 128)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
+    hparams = {"bottleneck": bottleneck} if bottleneck is not None and method.startswith("vmt") else {}
+    model = MultiTaskModel(backbone, method, resolve_tasks(tasks), **hparams)
+    return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts()}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'method':<14}" + "".join(f"{h:>23}" for h in FIELDS)]
+    for r in rows:
+        lines.append(f"{r['method']:<14}" + "".join(f"{r[f]:>15,} ({r[f] / 1e6:5.2f} M)" for f in FIELDS))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = list(METHODS) if args.all else [args.method]
+    rows = [count(args.backbone, m, args.tasks, args.bottleneck) for m in methods]
+    if args.json:
+        print(json.dumps(rows if args.all else rows[0], indent=2))
+    else:
+        print(f"backbone {args.backbone}, tasks {','.join(rows[0]['tasks'])}")
+        print(format_table(rows))
+    return 0

@@ -1,0 +1,217 @@
+"""Joint geometric transforms from a raw numpy sample to the contract tensors.
+
+A raw sample (what every dataset's ``raw(i)`` returns) holds ``"image"`` uint8 (H, W, 3), ``"id"``
+and one array per task in the layout of ``vmt_adapter.tasks``' kinds: label maps uint8 (H, W) with
+255 ignore, normals float32 (H, W, 3) with zero = ignore, depth float32 (H, W) with 0 = ignore.
+
+Training augmentation follows the public recipe (Vandenhende's Multi-Task-Learning-PyTorch,
+``data/custom_transforms.py``: ``RandomHorizontalFlip``, ``ScaleNRotate``, ``FixedResize``;
+DESIGN.md section 2): flip with probability 1/2, scale in [0.75, 1.25], rotation in [-20, 20]
+degrees about the image centre on a canvas of the input size, then resize to ``size`` x ``size``.
+Here the three are composed into one affine map and every task is resampled once with it
+(``torch.nn.functional.grid_sample``), so a label is never interpolated twice and all tasks share
+exactly the same geometry.
+
+Conventions this module fixes (keep them in step with SynthScenes and the loaders):
+
+- Normals are camera-frame vectors with x to the right and y **up** in the image (z along the
+  optical axis, its sign irrelevant here). Flipping negates x; rotating the image content by
+  ``a`` degrees counter-clockwise on screen rotates (x, y) by ``a`` counter-clockwise. Pixel rows
+  grow downwards, so the pixel map and the normal map are the same rotation conjugated by
+  ``diag(1, -1)``. Resizing, even to another aspect ratio, only changes the focal lengths of the
+  camera, so it leaves camera-frame normals unchanged.
+- Depth is divided by the zoom factor, as in the reference ``ScaleNRotate``: a zoomed-in object
+  looks as it would from a camera that much closer.
+- Outside the source image labels are 255, normals and depth 0; the image is padded with the
+  ImageNet mean (zero after normalisation).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError, DataError
+from ..tasks import IGNORE_INDEX, TASKS
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Kinds whose raw array is an integer label map (nearest resampling, 255 fill).
+LABEL_KINDS = frozenset({"classes", "binary", "edge"})
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The random part of one training transform: shared by every task of a sample."""
+
+    flip: bool = False
+    scale: float = 1.0
+    angle: float = 0.0  # degrees, counter-clockwise on screen
+
+    def pixel_map(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+        """3x3 map from input to output pixel-index coordinates (x = column, y = row, pixel centres).
+
+        Flip, then scale and rotate about the centre on a canvas of the input size, then resize.
+        """
+        h, w = in_hw
+        oh, ow = out_hw
+        flip = np.array([[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) if self.flip else np.eye(3)
+        c, s = np.cos(np.radians(self.angle)), np.sin(np.radians(self.angle))
+        centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+        spin = np.eye(3)
+        spin[:2, :2] = self.scale * np.array([[c, s], [-s, c]])  # counter-clockwise on screen (rows grow down)
+        spin[:2, 2] = centre - spin[:2, :2] @ centre
+        sx, sy = ow / w, oh / h
+        resize = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        return resize @ spin @ flip
+
+    def normal_map(self) -> np.ndarray:
+        """3x3 rotation (or reflection) applied to camera-frame normals (x right, y up)."""
+        c, s = np.cos(np.radians(self.angle)), np.sin(np.radians(self.angle))
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        return rot @ np.diag([-1.0 if self.flip else 1.0, 1.0, 1.0])
+
+
+def sample_rng(seed: int, epoch: int, key: str | int) -> np.random.Generator:
+    """A generator that depends only on (seed, epoch, sample key): same augmentation on every run and worker."""
+    k = zlib.crc32(key.encode()) if isinstance(key, str) else int(key)
+    return np.random.default_rng([seed, epoch, k])
+
+
+class JointTransform:
+    """Raw numpy sample -> contract tensors, with the same geometry for every task.
+
+    ``train=True`` draws a ``Geometry`` per call from ``rng`` (or from ``sample_rng(seed, epoch,
+    sample["id"])`` when none is given; call ``set_epoch`` so epochs differ). ``size=None`` keeps
+    the input resolution (evaluation at the original size, as Vandenhende's code does).
+    """
+
+    def __init__(
+        self,
+        train: bool,
+        size: int | None,
+        seed: int = 0,
+        scales: tuple[float, float] = (0.75, 1.25),
+        max_angle: float = 20.0,
+        flip_prob: float = 0.5,
+    ) -> None:
+        if size is not None and size < 1:
+            raise ConfigError(f"transform size must be a positive integer or None, got {size}")
+        if train and size is None:
+            raise ConfigError("a training transform needs a size (batches must share one resolution)")
+        self.train, self.size, self.seed = train, size, seed
+        self.scales, self.max_angle, self.flip_prob = scales, max_angle, flip_prob
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation stream; DataLoader workers pick it up when they are (re)started."""
+        self.epoch = epoch
+
+    def draw(self, rng: np.random.Generator) -> Geometry:
+        """One random geometry in the recipe's ranges."""
+        return Geometry(
+            flip=bool(rng.random() < self.flip_prob),
+            scale=float(rng.uniform(*self.scales)),
+            angle=float(rng.uniform(-self.max_angle, self.max_angle)),
+        )
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator | None = None) -> dict[str, Any]:
+        h, w = sample["image"].shape[:2]
+        if self.train:
+            geometry = self.draw(rng if rng is not None else sample_rng(self.seed, self.epoch, sample["id"]))
+        else:
+            geometry = Geometry()
+        out_hw = (h, w) if self.size is None else (self.size, self.size)
+        return apply_geometry(sample, geometry, out_hw)
+
+    def __repr__(self) -> str:
+        return f"JointTransform(train={self.train}, size={self.size}, seed={self.seed})"
+
+
+def build_transform(train: bool, size: int | None, seed: int = 0) -> JointTransform:
+    """The project's transform: recipe augmentation when ``train``, plain resize (or none) otherwise."""
+    return JointTransform(train=train, size=size, seed=seed)
+
+
+def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int, int]) -> dict[str, Any]:
+    """Resample every array of ``sample`` with one geometry and convert it to the contract tensors.
+
+    Keys that are not the image or a task (``"id"`` and the like) pass through unchanged.
+    """
+    image = sample["image"]
+    in_hw = image.shape[:2]
+    identity = geometry == Geometry() and tuple(out_hw) == tuple(in_hw)
+    grid = None if identity else _grid(geometry.pixel_map(in_hw, out_hw), in_hw, out_hw)
+    out: dict[str, Any] = {}
+    for key, value in sample.items():
+        if key == "image":
+            out[key] = _warp(_normalise_image(value), grid, "bilinear")
+        elif key in TASKS:
+            out[key] = _task(TASKS[key].kind, value, geometry, grid, in_hw, key)
+        else:
+            out[key] = value
+    return out
+
+
+def _task(
+    kind: str, value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None, in_hw: tuple[int, int], key: str
+) -> torch.Tensor:
+    """One task array in its raw layout -> its contract tensor."""
+    expected = tuple(in_hw) + ((3,) if kind == "normals" else ())
+    if value.shape != expected:
+        raise DataError(f"sample {key!r} has shape {value.shape}, expected {expected} to match the image")
+    if kind in LABEL_KINDS:
+        # Shift by one so that zero padding marks outside pixels, then map them to ignore.
+        shifted = _warp(torch.from_numpy(value.astype(np.float32) + 1.0)[None], grid, "nearest")[0]
+        return torch.where(shifted == 0, float(IGNORE_INDEX), shifted - 1.0).round().long()
+    if kind == "depth":
+        return _warp(torch.from_numpy(value.astype(np.float32) / geometry.scale)[None], grid, "nearest")
+    if kind == "normals":
+        return _normals(value, geometry, grid)
+    raise ConfigError(f"no transform rule for task kind {kind!r} (task {key!r})")
+
+
+def _normals(value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None) -> torch.Tensor:
+    """Rotate with the image, resample bilinearly, renormalise; validity follows nearest resampling."""
+    n = value.astype(np.float32) @ geometry.normal_map().T.astype(np.float32)
+    chw = torch.from_numpy(np.ascontiguousarray(n.transpose(2, 0, 1)))
+    valid = (chw.abs().sum(dim=0, keepdim=True) > 0).float()
+    chw = _warp(chw, grid, "bilinear")
+    valid = _warp(valid, grid, "nearest")
+    norm = chw.square().sum(dim=0, keepdim=True).sqrt()  # faster than Tensor.norm over dim 0 on CPU
+    keep = (valid > 0.5) & (norm > 1e-6)
+    return torch.where(keep, chw / norm.clamp_min(1e-6), torch.zeros_like(chw))
+
+
+def _normalise_image(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W), ImageNet-normalised."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise DataError(f"sample image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def _grid(pixel_map: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """Sampling grid (1, oh, ow, 2) for ``grid_sample`` (align_corners=False) from an input->output pixel map."""
+    inverse = np.linalg.inv(pixel_map)
+    oh, ow = out_hw
+    ys, xs = np.meshgrid(np.arange(oh, dtype=np.float64), np.arange(ow, dtype=np.float64), indexing="ij")
+    pts = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ inverse.T  # oh, ow, 3
+    h, w = in_hw
+    gx = (2.0 * pts[..., 0] + 1.0) / w - 1.0
+    gy = (2.0 * pts[..., 1] + 1.0) / h - 1.0
+    return torch.from_numpy(np.stack([gx, gy], axis=-1).astype(np.float32))[None]
+
+
+def _warp(chw: torch.Tensor, grid: torch.Tensor | None, mode: str) -> torch.Tensor:
+    """Resample a (C, H, W) float tensor on ``grid``; outside samples are zero."""
+    if grid is None:
+        return chw.contiguous()
+    return F.grid_sample(chw[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]

@@ -1,0 +1,63 @@
+"""Every device decision in one place, so the CPU path runs the same code as the GPU path."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import torch
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """``auto`` means CUDA when present, else CPU; an explicit name is honoured or refused."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(requested)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available")
+    return dev
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """Mixed precision context: ``bf16`` / ``fp16`` autocast on the device, or a no-op for ``fp32``."""
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in dtypes:
+        raise ValueError(f"precision {precision!r}: choose fp32, bf16 or fp16")
+    return torch.autocast(device_type=device.type, dtype=dtypes[precision])
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def timer(device: torch.device) -> Iterator[list[float]]:
+    """Wall time in milliseconds of the block, with CUDA events on a GPU; read ``out[0]`` after."""
+    out: list[float] = []
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        yield out
+        end.record()
+        torch.cuda.synchronize(device)
+        out.append(start.elapsed_time(end))
+    else:
+        t0 = time.perf_counter()
+        yield out
+        out.append((time.perf_counter() - t0) * 1000.0)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak allocated memory on CUDA; ``None`` on CPU (the benchmark measures CPU memory itself)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None

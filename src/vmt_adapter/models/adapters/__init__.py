@@ -1,0 +1,110 @@
+"""Parameter-efficient methods: how each one changes the frozen backbone and runs it for T tasks.
+
+A method is a config plus an ``inject`` step (modules are swapped into the built, loaded
+backbone, peft style) and a ``taps`` step that returns the four stage maps for every task.
+``METHODS`` is the registry that ``--method`` names; what each method trains is stated once,
+in its ``is_adapter`` and ``trains_backbone`` members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from timm.models.swin_transformer import SwinTransformer
+
+from ...errors import ConfigError
+from .vmt import ParallelMLP, VMTAdapter, VMTAdapterConfig
+
+
+def run_stages(backbone: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Run the backbone once, yielding each stage's output (B, H, W, C): the tap points."""
+    x = backbone.patch_embed(x)
+    for stage in backbone.layers:
+        x = stage(x)
+        yield x
+
+
+class Method:
+    """Base: a frozen backbone whose stage outputs serve every task (the decoder-only baseline)."""
+
+    name = "decoder-only"
+    trains_backbone = False  # full fine-tuning methods set this
+    one_pass = True  # per-task methods run the backbone once per task
+
+    def __init__(self, task_names: list[str]) -> None:
+        self.task_names = list(task_names)
+
+    def hparams(self) -> dict:
+        return {}
+
+    def inject(self, backbone: SwinTransformer) -> None:
+        """Swap adapter modules into ``backbone``; the base method adds nothing."""
+
+    def is_adapter(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` belongs to this method's adapter."""
+        return False
+
+    def is_task_specific(self, name: str) -> bool:
+        return False
+
+    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+        """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
+        return [s.permute(0, 3, 1, 2).unsqueeze(0) for s in run_stages(backbone, x)]
+
+
+class VMTMethod(Method):
+    """VMT-Adapter: one backbone pass, task streams only at the last block of each stage."""
+
+    name = "vmt"
+
+    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu",
+                 lite: bool = False) -> None:
+        super().__init__(task_names)
+        self.cfg = VMTAdapterConfig(bottleneck=bottleneck, scale=scale, act=act, lite=lite)
+
+    def hparams(self) -> dict:
+        return self.cfg.to_dict()
+
+    def inject(self, backbone: SwinTransformer) -> None:
+        for stage in backbone.layers:
+            for i, block in enumerate(stage.blocks):
+                adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg)
+                block.mlp = ParallelMLP(block.mlp, adapter, is_tap=i == len(stage.blocks) - 1)
+
+    def is_adapter(self, name: str) -> bool:
+        return ".mlp.adapter." in name
+
+    def is_task_specific(self, name: str) -> bool:
+        return self.is_adapter(name) and name.endswith((".gamma", ".beta"))
+
+    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for stage, main in zip(backbone.layers, run_stages(backbone, x)):
+            tap = stage.blocks[-1].mlp
+            offsets, tap.task_offsets = tap.task_offsets, None  # T, B, N, C; don't keep the graph alive
+            streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, B, H, W, C
+            out.append(streams.permute(0, 1, 4, 2, 3))
+        return out
+
+
+class VMTLiteMethod(VMTMethod):
+    """VMT-Adapter-Lite: the up-projection is the transposed down-projection (one tied matrix)."""
+
+    name = "vmt-lite"
+
+    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu") -> None:
+        super().__init__(task_names, bottleneck=bottleneck, scale=scale, act=act, lite=True)
+
+
+METHODS: dict[str, type[Method]] = {m.name: m for m in (VMTMethod, VMTLiteMethod, Method)}
+
+
+def build_method(name: str, task_names: list[str], **hparams) -> Method:
+    """Instantiate ``name`` with the hyper-parameters it accepts; an unknown one is an error."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    try:
+        return METHODS[name](task_names, **hparams)
+    except TypeError as exc:
+        raise ConfigError(f"method {name!r}: {exc}") from exc

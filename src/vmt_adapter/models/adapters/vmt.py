@@ -1,0 +1,105 @@
+r"""VMT-Adapter and VMT-Adapter-Lite (Xin et al., AAAI 2024), as this project reads the paper.
+
+For a Swin block with tokens ``x`` (N x d), frozen attention and MLP::
+
+    a    = x + Attn(LN1(x))                    # frozen, unchanged
+    z    = LN2(a)                              # the MLP's own normalised input
+    m    = MLP(z)                              # frozen
+    u    = act(z @ W_down + b_down)            # shared, d -> k
+    u_t  = u * gamma_t + beta_t                # task t: element-wise scale and shift (init 1, 0)
+    o_t  = u_t @ W_up + b_up                   # shared, k -> d (W_up, b_up start at zero)
+    main stream:  x' = a + m + s * mean_t(o_t) # the one stream that runs through the backbone
+    task stream:  x'_t = a + m + s * o_t       # only at the taps (last block of each stage)
+
+``mean_t(o_t) = (u * mean(gamma) + mean(beta)) @ W_up + b_up``, so the main stream costs one
+up-projection whatever T is. At a tap the T task streams differ from the main stream by
+``s * ((u * (gamma_t - mean gamma) + (beta_t - mean beta)) @ W_up)``: one batched matmul over a
+(T, B, N, k) tensor, never a Python loop over tasks. Lite ties ``W_up = W_down^T`` (one
+parameter, the same storage); its biases stay separate. See DESIGN.md section 1.1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import ConfigError
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
+
+
+@dataclass
+class VMTAdapterConfig:
+    """Hyper-parameters of VMT-Adapter; ``lite=True`` ties the up-projection to the down-projection."""
+
+    bottleneck: int = 128  # k, the shared bottleneck width in every block
+    scale: float = 1.0  # s, fixed scale of the adapter branch
+    act: str = "relu"  # non-linearity between the projections
+    lite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bottleneck < 1:
+            raise ConfigError(f"model.bottleneck must be a positive integer, got {self.bottleneck}")
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"adapter activation {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class VMTAdapter(nn.Module):
+    """The adapter branch of one block: shared projections plus per-task scale and shift vectors."""
+
+    def __init__(self, dim: int, num_tasks: int, cfg: VMTAdapterConfig) -> None:
+        super().__init__()
+        self.scale = cfg.scale
+        self.down = nn.Linear(dim, cfg.bottleneck)
+        self.act = ACTIVATIONS[cfg.act]()
+        # Lite: W_up is W_down^T (the same Parameter); otherwise a separate zero-initialised matrix.
+        self.up_weight_own = None if cfg.lite else nn.Parameter(torch.zeros(dim, cfg.bottleneck))
+        self.up_bias = nn.Parameter(torch.zeros(dim))
+        self.gamma = nn.Parameter(torch.ones(num_tasks, cfg.bottleneck))  # task-specific, T x k
+        self.beta = nn.Parameter(torch.zeros(num_tasks, cfg.bottleneck))  # task-specific, T x k
+        if cfg.lite:
+            # A tied matrix cannot start at zero (it would kill the down-projection too): zero-init
+            # the task scales instead, so the branch is still exactly zero at step 0.
+            nn.init.zeros_(self.gamma)
+
+    @property
+    def up_weight(self) -> torch.Tensor:
+        """(d, k) up-projection; for Lite a transposed view of the down-projection's storage."""
+        return self.down.weight.t() if self.up_weight_own is None else self.up_weight_own
+
+    def forward(self, z: torch.Tensor, with_tasks: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``s * mean_t(o_t)`` (B, N, d) and, if asked, the task offsets (T, B, N, d)."""
+        u = self.act(self.down(z))  # B, N, k
+        g_mean, b_mean = self.gamma.mean(0), self.beta.mean(0)
+        main = self.scale * F.linear(u * g_mean + b_mean, self.up_weight, self.up_bias)
+        if not with_tasks:
+            return main, None
+        dg = (self.gamma - g_mean)[:, None, None, :]  # T, 1, 1, k
+        db = (self.beta - b_mean)[:, None, None, :]
+        offsets = self.scale * F.linear(u.unsqueeze(0) * dg + db, self.up_weight)  # T, B, N, d
+        return main, offsets
+
+
+class ParallelMLP(nn.Module):
+    """Wraps a frozen ``block.mlp`` (kept as ``base_layer``) with a VMT adapter in parallel.
+
+    Returns the main stream's MLP output ``m + s * mean_t(o_t)``; at a tap it also leaves the
+    task offsets in ``self.task_offsets`` for the model to collect after the stage has run.
+    """
+
+    def __init__(self, base_layer: nn.Module, adapter: VMTAdapter, is_tap: bool) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = adapter
+        self.is_tap = is_tap
+        self.task_offsets: torch.Tensor | None = None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        main, self.task_offsets = self.adapter(z, with_tasks=self.is_tap)
+        return self.base_layer(z) + main

@@ -1,0 +1,97 @@
+"""Backbones by name: timm's Swin Transformer, built without weights, then loaded from a local file.
+
+Variants are small argument tables (timm style); one builder makes every one of them. The
+project never downloads weights: ``pretrained`` is a path the user names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file
+from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
+from torch import nn
+
+from ..errors import WeightsError
+
+BACKBONES: dict[str, dict] = {
+    # ImageNet layouts of timm / Microsoft Swin; default input 448 as in the PASCAL-Context recipe.
+    "swin_tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7, img_size=448),
+    "swin_small": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24), window_size=7, img_size=448),
+    "swin_base": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32), window_size=7, img_size=448),
+    # The embedded default's small Swin (about 5 M parameters), pretrained by `vmt pretrain`.
+    "swin_nano": dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=4, img_size=128),
+}
+
+
+def default_size(name: str) -> int:
+    return BACKBONES[_check_name(name)]["img_size"]
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKBONES:
+        raise WeightsError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+    return name
+
+
+def build_backbone(name: str, pretrained: str | Path | None = None, img_size: int | None = None,
+                   num_classes: int = 0) -> SwinTransformer:
+    """A timm Swin for ``name``, optionally loaded from a local weights file, in eval mode.
+
+    ``num_classes=0`` drops the classifier (dense prediction); pretraining asks for a head.
+    The window attention pads, so inputs of any size work (``strict_img_size=False``).
+    """
+    kwargs = dict(BACKBONES[_check_name(name)])
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    model = SwinTransformer(num_classes=num_classes, strict_img_size=False, **kwargs)
+    if pretrained:
+        load_weights(model, pretrained)
+    return model.eval()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors or PyTorch file, the latter loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle refusals, truncated files, foreign formats
+        raise WeightsError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def load_weights(model: SwinTransformer, path: str | Path) -> None:
+    """Load timm-format or official Microsoft (``{'model': ...}``) Swin weights through timm's filter.
+
+    A classifier head in the file is ignored when the model has none; any other missing or
+    unexpected key is an error that counts them and names a few.
+    """
+    state = checkpoint_filter_fn(read_state_dict(path), model)
+    if not isinstance(model.head.fc, nn.Linear):
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state and not k.endswith(("relative_position_index", "attn_mask")))
+    unexpected = sorted(k for k in state if k not in own)
+    wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise WeightsError(f"weights {path} do not fit this backbone: " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+
+
+def list_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+__all__ = ["BACKBONES", "build_backbone", "default_size", "list_backbones", "load_weights", "read_state_dict", "timm"]

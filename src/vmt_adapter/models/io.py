@@ -1,0 +1,114 @@
+"""Adapter-only files (peft style): ``adapter.safetensors`` with the trainable part and
+``adapter.json`` saying how to rebuild the model around it from a base backbone."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..errors import WeightsError
+from ..tasks import TaskSpec, resolve_tasks
+from .multitask import MultiTaskModel
+
+WEIGHTS_NAME = "adapter.safetensors"
+CONFIG_NAME = "adapter.json"
+FORMAT = "vmt-adapter/1"
+
+
+def adapter_config(model: MultiTaskModel) -> dict:
+    return {
+        "format": FORMAT,
+        "version": __version__,
+        "method": model.method.name,
+        "backbone": model.backbone_name,
+        "img_size": model.img_size,
+        "tasks": [t.name for t in model.tasks],
+        "task_channels": {t.name: t.channels for t in model.tasks},
+        "hparams": model.method.hparams(),
+    }
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_adapter(model: MultiTaskModel, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
+    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    text = json.dumps(adapter_config(model), indent=2)
+    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    return out
+
+
+def read_adapter_config(path: str | Path) -> dict:
+    """``path`` is a run folder, an adapter.json or an adapter.safetensors beside its json."""
+    path = Path(path)
+    cfg_path = path / CONFIG_NAME if path.is_dir() else path.with_name(CONFIG_NAME)
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise WeightsError(f"adapter config not found: {cfg_path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"adapter config {cfg_path} is not valid JSON: {exc}") from None
+    missing = [k for k in ("method", "backbone", "tasks", "hparams") if k not in cfg]
+    if missing:
+        raise WeightsError(f"adapter config {cfg_path} lacks key(s) {', '.join(missing)}")
+    return cfg
+
+
+def model_from_adapter(path: str | Path, pretrained: str | Path | None = None) -> MultiTaskModel:
+    """Rebuild the model an adapter file was trained with, on a base backbone, and load the file."""
+    cfg = read_adapter_config(path)
+    tasks: list[TaskSpec] = resolve_tasks(cfg["tasks"], cfg.get("task_channels"))
+    model = MultiTaskModel(cfg["backbone"], cfg["method"], tasks, pretrained=pretrained,
+                           img_size=cfg.get("img_size"), **cfg["hparams"])
+    load_adapter(model, path)
+    return model
+
+
+def load_adapter(model: MultiTaskModel, path: str | Path) -> None:
+    """Load an adapter file into ``model``; a file for another backbone, method or task set is refused."""
+    path = Path(path)
+    cfg = read_adapter_config(path)
+    own = adapter_config(model)
+    diffs = [f"{k}: file has {cfg.get(k)!r}, model has {own[k]!r}"
+             for k in ("backbone", "method", "tasks", "hparams") if cfg.get(k) != own[k]]
+    if diffs:
+        raise WeightsError(f"adapter {path} does not fit this model ({'; '.join(diffs)})")
+    weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
+    try:
+        state = load_file(str(weights))
+    except FileNotFoundError:
+        raise WeightsError(f"adapter weights not found: {weights}") from None
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"adapter weights {weights} are unreadable: {exc}") from None
+    expected = model.trainable_state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    bad_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or bad_shape:
+        raise WeightsError(f"adapter weights {weights} do not match: {len(missing)} missing, "
+                           f"{len(unexpected)} unexpected, {len(bad_shape)} of wrong shape "
+                           f"(e.g. {', '.join((missing + unexpected + bad_shape)[:3])})")
+    with torch.no_grad():
+        current = dict(model.named_parameters()) | dict(model.named_buffers())
+        for k, v in state.items():
+            current[k].copy_(v)

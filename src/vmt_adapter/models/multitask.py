@@ -1,0 +1,81 @@
+"""The multi-task model: a (frozen) backbone adapted by a method, and one decoder per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..tasks import TaskSpec
+from .adapters import Method, build_method
+from .backbones import build_backbone
+from .decoders import MultiScaleDecoder
+
+
+class MultiTaskModel(nn.Module):
+    """``forward(images)`` returns ``{task: (B, C_task, H, W)}`` at the input resolution.
+
+    Only the method's adapter parameters and the decoders train unless the method fine-tunes the
+    backbone; a frozen backbone stays in eval mode (no dropout or drop-path) whatever ``train()`` says.
+    """
+
+    def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
+                 img_size: int | None = None, **hparams) -> None:
+        super().__init__()
+        self.backbone_name = backbone
+        self.tasks = list(tasks)
+        self.task_names = [t.name for t in self.tasks]
+        self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
+        self.method: Method = build_method(method, self.task_names, **hparams)
+        self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
+        chans = [info["num_chs"] for info in self.backbone.feature_info]
+        self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels) for t in self.tasks})
+        self._freeze()
+
+    @property
+    def img_size(self) -> int:
+        return self.backbone.patch_embed.img_size[0]
+
+    def _freeze(self) -> None:
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad = self.method.trains_backbone or self.method.is_adapter(name)
+
+    def train(self, mode: bool = True) -> "MultiTaskModel":
+        super().train(mode)
+        if not self.method.trains_backbone:
+            self.backbone.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = images.shape[-2:]
+        taps = self.method.taps(self.backbone, images)  # 4 x (T or 1, B, C, H, W)
+        return {
+            name: self.decoders[name]([tap[i if tap.shape[0] > 1 else 0] for tap in taps], size)
+            for i, name in enumerate(self.task_names)
+        }
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """What an adapter file holds: trainable parameters plus the decoders' BatchNorm statistics."""
+        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        state.update({f"decoders.{n}": b.detach() for n, b in self.decoders.named_buffers()})
+        return state
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Adapter, decoder, other trainable and frozen parameter counts (DESIGN.md 1.3 scopes)."""
+        counts = dict(adapter=0, adapter_task_specific=0, decoders=0, other_trainable=0, trainable=0, frozen=0)
+        for name, p in self.named_parameters():  # tied parameters are listed (and counted) once
+            n = p.numel()
+            if not p.requires_grad:
+                counts["frozen"] += n
+                continue
+            counts["trainable"] += n
+            inner = name.removeprefix("backbone.")
+            if name.startswith("decoders."):
+                counts["decoders"] += n
+            elif name.startswith("backbone.") and self.method.is_adapter(inner):
+                counts["adapter"] += n
+                counts["adapter_task_specific"] += n if self.method.is_task_specific(inner) else 0
+            else:
+                counts["other_trainable"] += n
+        return counts

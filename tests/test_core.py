@@ -1,0 +1,194 @@
+"""The core model: shapes, zero-init, one backbone pass, what trains, Lite's tied weights, adapter files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vmt_adapter.cli import main
+from vmt_adapter.errors import WeightsError
+from vmt_adapter.models.adapters import run_stages
+from vmt_adapter.models.adapters.vmt import ParallelMLP
+from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.io import load_adapter, model_from_adapter, save_adapter
+from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.tasks import resolve_tasks
+
+FOUR = "semseg,human_parts,sal,normals"
+
+
+def nano(method: str = "vmt", tasks: str = FOUR, **kw) -> MultiTaskModel:
+    torch.manual_seed(0)
+    return MultiTaskModel("swin_nano", method, resolve_tasks(tasks), img_size=64, **kw)
+
+
+def randomise_adapters(model: MultiTaskModel) -> None:
+    """Move away from the zero init so that tests see a non-trivial adapter."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.backbone.named_parameters():
+            if model.method.is_adapter(name):
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("tasks", ["normals", FOUR, "semseg,human_parts,sal,normals,depth,edge"])
+@pytest.mark.parametrize("method", ["vmt", "vmt-lite"])
+def test_output_shapes(method: str, tasks: str, images: torch.Tensor) -> None:
+    model = nano(method, tasks)
+    out = model(images)
+    assert list(out) == tasks.split(",")
+    for spec in model.tasks:
+        assert out[spec.name].shape == (2, spec.channels, 64, 64)
+
+
+@pytest.mark.parametrize("method", ["vmt", "vmt-lite"])
+def test_zero_init_equals_frozen_backbone(method: str, images: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    frozen = build_backbone("swin_nano", img_size=64)
+    model = nano(method)
+    with torch.no_grad():
+        ref = frozen.forward_intermediates(images, intermediates_only=True)
+        main = [s.permute(0, 3, 1, 2) for s in run_stages(model.backbone, images)]
+        taps = model.method.taps(model.backbone, images)
+    for r, m, t in zip(ref, main, taps):
+        torch.testing.assert_close(m, r, rtol=0, atol=0)
+        torch.testing.assert_close(t, r.unsqueeze(0).expand_as(t), rtol=0, atol=0)
+    randomise_adapters(model)
+    with torch.no_grad():
+        moved = next(run_stages(model.backbone, images)).permute(0, 3, 1, 2)
+    assert not torch.allclose(moved, ref[0])
+
+
+def test_tap_streams_follow_the_equations(images: torch.Tensor) -> None:
+    """Batched task streams at a tap equal the per-task equations evaluated one task at a time."""
+    model = nano()
+    randomise_adapters(model)
+    tap: ParallelMLP = model.backbone.layers[1].blocks[-1].mlp
+    seen = {}
+    tap.register_forward_hook(lambda mod, inp, out: seen.update(z=inp[0], out=out, off=mod.task_offsets))
+    with torch.no_grad():
+        model.method.taps(model.backbone, images)
+        a = tap.adapter
+        z, s = seen["z"], a.scale
+        u = a.act(a.down(z))
+        o = [(u * a.gamma[t] + a.beta[t]) @ a.up_weight.t() + a.up_bias for t in range(4)]
+        o_mean = sum(o) / 4
+        torch.testing.assert_close(seen["out"], tap.base_layer(z) + s * o_mean)
+        for t in range(4):
+            torch.testing.assert_close(seen["off"][t], s * (o[t] - o_mean), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tasks", ["sal", FOUR])
+def test_one_backbone_pass_whatever_t(tasks: str, images: torch.Tensor) -> None:
+    model = nano("vmt", tasks)
+    calls: dict[str, int] = {}
+    for name, module in model.backbone.named_modules():
+        if name.count(".") == 3 and ".blocks." in name or name == "patch_embed":
+            module.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+    model(images)
+    assert len(calls) == 1 + 8  # patch embedding and the 8 blocks of swin_nano
+    assert set(calls.values()) == {1}
+
+
+@pytest.mark.parametrize("method", ["vmt", "vmt-lite", "decoder-only"])
+def test_gradients_reach_only_adapters_and_decoders(method: str, images: torch.Tensor) -> None:
+    model = nano(method)
+    randomise_adapters(model)
+    model.train()
+    assert not model.backbone.training
+    out = model(images)
+    sum(o.float().pow(2).mean() for o in out.values()).backward()
+    got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    expected = {n for n, p in model.named_parameters()
+                if n.startswith("decoders.") or model.method.is_adapter(n.removeprefix("backbone."))}
+    assert got == expected
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n not in expected)
+
+
+def test_lite_up_projection_shares_storage() -> None:
+    model = nano("vmt-lite")
+    for module in model.modules():
+        if isinstance(module, ParallelMLP):
+            a = module.adapter
+            assert a.up_weight.data_ptr() == a.down.weight.data_ptr()
+            assert a.up_weight_own is None
+    vmt = nano("vmt")
+    a = vmt.backbone.layers[0].blocks[0].mlp.adapter
+    assert a.up_weight.data_ptr() != a.down.weight.data_ptr()
+
+
+def test_adapter_file_round_trip(tmp_path, images: torch.Tensor) -> None:
+    base = tmp_path / "base.pth"
+    torch.save(build_backbone("swin_nano", img_size=64).state_dict(), base)
+    model = nano(pretrained=base)
+    randomise_adapters(model)
+    model.train()
+    model(images)  # move the decoders' BatchNorm statistics away from their init
+    model.eval()
+    save_adapter(model, tmp_path)
+    with torch.no_grad():
+        expected = model(images)
+        torch.manual_seed(123)  # a fresh model with other random decoders
+        rebuilt = model_from_adapter(tmp_path, pretrained=base).eval()
+        got = rebuilt(images)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+
+
+def test_adapter_file_mismatch_is_refused(tmp_path) -> None:
+    save_adapter(nano("vmt", FOUR), tmp_path)
+    with pytest.raises(WeightsError, match="tasks"):
+        load_adapter(nano("vmt", "semseg,sal"), tmp_path)
+    with pytest.raises(WeightsError, match="method"):
+        load_adapter(nano("vmt-lite", FOUR), tmp_path)
+    with pytest.raises(WeightsError, match="hparams"):
+        load_adapter(nano("vmt", FOUR, bottleneck=16), tmp_path)
+    (tmp_path / "adapter.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="unreadable"):
+        load_adapter(nano("vmt", FOUR), tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["timm", "microsoft", "safetensors"])
+def test_pretrained_weights_load(tmp_path, fmt: str) -> None:
+    torch.manual_seed(5)
+    src = build_backbone("swin_nano", img_size=64)
+    state = src.state_dict()
+    path = tmp_path / ("w.safetensors" if fmt == "safetensors" else "w.pth")
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save({"model": state} if fmt == "microsoft" else state, path)
+    loaded = build_backbone("swin_nano", pretrained=path, img_size=64)
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+
+
+def test_pretrained_weights_errors(tmp_path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        build_backbone("swin_nano", pretrained=tmp_path / "nope.pth")
+    state = build_backbone("swin_nano", img_size=64).state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    del state["layers.0.blocks.0.norm1.weight"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=r"1 missing.*norm1.*1 unexpected.*extra"):
+        build_backbone("swin_nano", pretrained=tmp_path / "bad.pth", img_size=64)
+    torch.save(build_backbone("swin_nano", img_size=64), tmp_path / "pickled_module.pth")
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        build_backbone("swin_nano", pretrained=tmp_path / "pickled_module.pth", img_size=64)
+
+
+def test_swin_tiny_parameter_counts(capsys) -> None:
+    import json
+
+    def counts(method: str, tasks: str = FOUR) -> dict:
+        assert main(["params", "--backbone", "swin_tiny", "--method", method, "--tasks", tasks, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    vmt, lite = counts("vmt"), counts("vmt-lite")
+    assert 1_100_000 <= vmt["adapter"] <= 1_170_000
+    assert lite["adapter"] <= 600_000
+    five = counts("vmt", FOUR + ",depth")
+    assert five["adapter_task_specific"] - vmt["adapter_task_specific"] == 2 * 128 * 12
+    assert five["adapter"] - vmt["adapter"] == 2 * 128 * 12
+    assert vmt["trainable"] == vmt["adapter"] + vmt["decoders"] + vmt["other_trainable"]
