@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 
@@ -57,7 +60,44 @@ def reset_peak_memory(device: torch.device) -> None:
 
 
 def peak_memory_mb(device: torch.device) -> float | None:
-    """Peak allocated memory on CUDA; ``None`` on CPU (the benchmark measures CPU memory itself)."""
+    """Peak allocated memory on CUDA; ``None`` on CPU (``step_peak_memory_mb`` measures CPU steps)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return None
+
+
+def step_peak_memory_mb(device: torch.device, fn: Callable[[], object]) -> float:
+    """Peak tensor memory allocated while ``fn`` runs, above what was allocated before it.
+
+    CUDA reads the caching allocator's peak counter. CPU has no such counter, so the allocation
+    and free events that the profiler records (``profile_memory``) are replayed in time order and
+    their running sum's maximum is taken: the same quantity, tensor bytes only (no allocator cache,
+    no fragmentation, no memory that libraries allocate outside PyTorch).
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device) / 2**20
+        reset_peak_memory(device)
+        fn()
+        synchronize(device)
+        return peak_memory_mb(device) - base
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # else the profiler prints start/stop lines on stderr
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    current = peak = 0
+    for e in events:
+        if e.device_type() == torch.autograd.DeviceType.CPU:
+            current += e.nbytes()
+            peak = max(peak, current)
+    return peak / 2**20
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

@@ -134,7 +134,8 @@ class SaliencyMeter(Meter):
     pixels labelled 255 are void. IoU is 1 when prediction and ground truth are both empty;
     precision (recall) is 0 without predicted (true) positives. Per threshold the three are
     summed over images; ``mIoU`` is the best mean IoU over thresholds, ``maxF`` the best
-    2PR/(P+R) of the mean P and R (beta = 1).
+    2PR/(P+R) of the mean P and R (beta = 1). An image with no valid pixel is skipped (the
+    reference would score it IoU 1; PASCAL saliency maps have no void pixels).
     """
 
     def _zeros(self) -> dict[str, Tensor]:
@@ -151,11 +152,12 @@ class SaliencyMeter(Meter):
         guess = valid & (prob[None] > SALIENCY_THRESHOLDS.to(prob.device)[:, None, None])  # (K, B, N)
         tp, n_guess, n_truth = (x.sum(-1).cpu().double() for x in (guess & truth, guess, truth))
         union = n_guess + n_truth - tp
+        scored = valid.any(-1).cpu()  # images with no valid pixel are skipped, not scored IoU 1
         self._add(
-            iou=torch.where(union > 0, tp / union.clamp(min=1), 1.0).sum(1),
+            iou=(torch.where(union > 0, tp / union.clamp(min=1), 1.0) * scored).sum(1),
             precision=(tp / n_guess.clamp(min=1)).sum(1),
             recall=(tp / n_truth.clamp(min=1)).sum(1),
-            images=torch.tensor(prob.shape[0]),
+            images=scored.sum(),
         )
 
     def compute(self) -> dict[str, float]:

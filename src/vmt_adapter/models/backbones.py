@@ -6,6 +6,7 @@ project never downloads weights: ``pretrained`` is a path the user names.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import timm
@@ -52,14 +53,25 @@ def build_backbone(name: str, pretrained: str | Path | None = None, img_size: in
     return model.eval()
 
 
+BUILTIN_PREFIX = "builtin:"
+
+
+def resolve_weights(path: str | Path) -> Path:
+    """``builtin:NAME`` is a weights file shipped in the package (``resources/NAME.safetensors``)."""
+    text = str(path)
+    if text.startswith(BUILTIN_PREFIX):
+        return Path(str(resources.files("vmt_adapter") / "resources" / f"{text[len(BUILTIN_PREFIX):]}.safetensors"))
+    return Path(path)
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors or PyTorch file, the latter loaded with ``weights_only=True``."""
-    path = Path(path)
+    path = resolve_weights(path)
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            return load_file(str(path))
+            return {k: v.float() for k, v in load_file(str(path)).items()}  # shipped weights are fp16
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, truncated files, foreign formats
         raise WeightsError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc

@@ -1,0 +1,58 @@
+"""``vmt eval``: evaluate a run's adapter on a split and write ``RUN_DIR/eval.json``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data import build_dataset
+from ..engine import distributed as ddp
+from ..engine.config import load_config
+from ..engine.evaluate import evaluate
+from ..engine.loader import eval_loader
+from ..engine.results import write_eval
+from ..engine.train import build_model
+from ..errors import ConfigError
+from ..models.io import load_adapter
+from .train import format_metrics
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run, write RUN_DIR/eval.json")
+    p.add_argument("--run", required=True, help="run directory (holds config.yaml and adapter.*)")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
+    p.add_argument("--reference", default=None, help="dm reference: built-in name or results file")
+    p.add_argument("--full-res", action="store_true", help="evaluate at the original image resolution")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=run)
+
+
+def load_run(run_dir: Path, overrides: list[str]):
+    """The config and model of a finished run (adapter loaded onto its base backbone)."""
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml", overrides)
+    model = build_model(cfg)
+    load_adapter(model, run_dir)
+    return cfg, model
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run)
+    extra = [f"eval.reference={args.reference}"] if args.reference else []
+    extra += ["eval.full_res=true"] if args.full_res else []
+    cfg, model = load_run(run_dir, args.overrides + extra)
+    split = args.split or cfg.eval.split
+    info = ddp.setup(cfg.device)
+    model.to(info.device)
+    data = build_dataset(cfg.data.name, cfg.data.root, split, cfg.tasks, None if cfg.eval.full_res else cfg.data.size,
+                         train=False, seed=cfg.seed, num=cfg.data.num_val or None)
+    loader = eval_loader(data, 1 if cfg.eval.full_res else cfg.eval.batch_size, info.rank, info.world_size,
+                         cfg.data.workers)
+    details = evaluate(model, loader, model.tasks, info.device, cfg.train.precision, progress=info.is_main)
+    if info.is_main:
+        result = write_eval(run_dir, model, details, cfg, step=-1, split=split)
+        print(format_metrics(result))
+        print(f"wrote {run_dir / 'eval.json'}")
+    ddp.teardown(info)
+    return 0

@@ -1,0 +1,28 @@
+"""``vmt predict``: per-task prediction images and a panel per input image."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..device import pick_device
+from ..engine.predict import predict_files
+from .eval import load_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict every task on image files")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("images", nargs="+", help="image files (any mode PIL reads; converted to RGB)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    _, model = load_run(Path(args.run), [])
+    device = pick_device(args.device)
+    panels = predict_files(model.to(device), [Path(p) for p in args.images], Path(args.out), device)
+    for p in panels:
+        print(p)
+    return 0

@@ -1,0 +1,41 @@
+"""``vmt train``: train a method from a YAML config (resumable, DDP-ready under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..engine.config import load_config
+from ..engine.train import train
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train adapters and decoders from a config")
+    p.add_argument("--config", help="YAML config (configs/*.yaml); with --resume defaults to RUN_DIR/config.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set data.root=/data/PASCAL_MT (repeatable)")
+    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = args.config
+    if config is None and args.resume:
+        config = Path(args.out) / "config.yaml"
+    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    cfg = load_config(config, overrides)
+    result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if result is None:
+        return 143  # stopped by a signal after saving a checkpoint
+    print(format_metrics(result))
+    return 0
+
+
+def format_metrics(result: dict) -> str:
+    parts = [f"{k} {v:.2f}" for k, v in result["metrics"].items() if v is not None]
+    dm = f", dm {result['dm']:+.2f} %" if result.get("dm") is not None else ""
+    return f"{result['name']} ({result['method']}): " + ", ".join(parts) + dm + \
+        f"; trainable {result['params']['trainable']:,}"

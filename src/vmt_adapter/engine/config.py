@@ -1,0 +1,180 @@
+"""Typed run configuration: YAML files in ``configs/`` plus ``--set key=value`` overrides.
+
+Every key has a typed default here; an unknown key or a value of the wrong type is a
+``ConfigError`` that names it (with a "did you mean" for near misses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from ..errors import ConfigError
+from ..tasks import parse_task_names
+
+
+@dataclass
+class DataConfig:
+    name: str = "synth"  # synth | pascal | nyud
+    root: str = ""  # dataset folder (not used by synth)
+    size: int = 128  # training and evaluation resolution (square)
+    num_train: int = 0  # synth only: number of training scenes (0 = the split's default)
+    num_val: int = 0  # synth only: number of validation scenes (0 = the split's default)
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "swin_nano"
+    method: str = "vmt"
+    pretrained: str = ""  # local backbone weights file; empty = random init
+    bottleneck: int = 128  # VMT / VMT-Lite bottleneck k
+    scale: float = 1.0  # VMT adapter scale s
+    hparams: dict = field(default_factory=dict)  # any other keyword of the method
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16  # per process
+    lr: float = 1e-3
+    weight_decay: float = 0.05  # not applied to 1-D parameters (biases, norms, task vectors)
+    betas: tuple = (0.9, 0.999)
+    warmup_steps: int = 50
+    grad_clip: float = 5.0  # 0 disables clipping
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    log_every: int = 10
+    eval_every: int = 0  # 0 = only at the end
+    ckpt_every: int = 100
+    loss_weights: dict = field(default_factory=dict)  # task -> weight, overrides the task table
+    on_nonfinite: str = "stop"  # stop | skip
+
+
+@dataclass
+class EvalConfig:
+    split: str = "val"
+    batch_size: int = 16
+    full_res: bool = False  # evaluate at the original resolution instead of data.size
+    reference: str = ""  # built-in reference name or results file for the multi-task score
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    tasks: list = field(default_factory=lambda: ["semseg", "human_parts", "sal", "normals"])
+    device: str = "auto"
+    deterministic: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _did_you_mean(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check (and gently convert: int -> float, list -> tuple) a value against a field's type."""
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is tuple and isinstance(value, list):
+        return tuple(value)
+    if typ is str and value is None:
+        return ""
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be {typ.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping, got {values!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix + key!r}{_did_you_mean(key, names)}")
+        typ = hints[key]
+        if dataclasses.is_dataclass(typ):
+            kwargs[key] = _build(typ, value, prefix + key + ".")
+        else:
+            kwargs[key] = _coerce(value, typ, prefix + key)
+    return cls(**kwargs)
+
+
+def _set(tree: dict, dotted: str, raw: str) -> None:
+    """Apply one ``key=value`` override; the value is parsed as YAML (numbers, lists, booleans)."""
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {k!r} is not a section")
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {dotted}={raw}: not a valid value ({exc.problem})") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides; validated as a whole."""
+    tree: dict = {}
+    if path:
+        path = Path(path)
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        _set(tree, key.strip(), raw.strip())
+    cfg = _build(RunConfig, tree)
+    return validate(cfg)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    cfg.tasks = parse_task_names(cfg.tasks)
+    checks = [
+        ("data.name", cfg.data.name in ("synth", "pascal", "nyud"), "one of synth, pascal, nyud"),
+        ("data.size", cfg.data.size >= 32, "at least 32"),
+        ("train.steps", cfg.train.steps >= 1, "at least 1"),
+        ("train.batch_size", cfg.train.batch_size >= 1, "at least 1"),
+        ("train.lr", cfg.train.lr > 0, "positive"),
+        ("train.precision", cfg.train.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+        ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
+        ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
+        ("model.bottleneck", cfg.model.bottleneck >= 1, "at least 1"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"config key {key!r} must be {expected}")
+    unknown = set(cfg.train.loss_weights) - set(cfg.tasks)
+    if unknown:
+        raise ConfigError(f"train.loss_weights names task(s) not in tasks: {', '.join(sorted(unknown))}")
+    if cfg.data.name != "synth" and not cfg.data.root:
+        raise ConfigError(f"data.root is required for data.name={cfg.data.name!r} (set it with --set data.root=DIR)")
+    return cfg
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    d = cfg.to_dict()
+    d["train"]["betas"] = list(d["train"]["betas"])
+    path.write_text(yaml.safe_dump(d, sort_keys=False))

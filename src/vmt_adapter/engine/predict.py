@@ -1,0 +1,66 @@
+"""Predictions on image files: per-task PNGs (palettes, colour-coded normals, heat maps) and a panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image, UnidentifiedImageError
+
+from ..data.transforms import build_transform
+from ..data.visualize import render, save_panel
+from ..errors import DataError
+from ..models.multitask import MultiTaskModel
+
+_HEAT = colormaps["inferno"]
+
+
+def _heat(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (probabilities) or any range (depth, rescaled) -> RGB heat map."""
+    lo, hi = (0.0, 1.0) if x.min() >= 0 and x.max() <= 1 else (float(x.min()), float(x.max()))
+    return (_HEAT((x - lo) / max(hi - lo, 1e-6))[..., :3] * 255).round().astype(np.uint8)
+
+
+# Model output (C, H, W) -> an RGB picture, by task kind.
+PICTURES = {
+    "classes": lambda o: render("semseg", o.argmax(0).numpy().astype(np.uint8)),
+    "binary": lambda o: _heat(torch.sigmoid(o[0]).numpy()),
+    "edge": lambda o: _heat(torch.sigmoid(o[0]).numpy()),
+    "normals": lambda o: render("normals", torch.nn.functional.normalize(o, dim=0).permute(1, 2, 0).numpy()),
+    "depth": lambda o: _heat(o[0].clamp(min=0).numpy()),
+}
+
+
+def load_image(path: Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3); grayscale, palette and RGBA images are converted, not refused."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from None
+
+
+@torch.no_grad()
+def predict_files(model: MultiTaskModel, images: list[Path], out_dir: Path, device: torch.device) -> list[Path]:
+    """Write ``<stem>_<task>.png`` for every task and ``<stem>_panel.png`` per image; return the panels."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    transform = build_transform(train=False, size=model.img_size)
+    model.eval()
+    panels = []
+    for path in images:
+        rgb = load_image(Path(path))
+        x = transform({"image": rgb, "id": Path(path).stem})["image"].unsqueeze(0).to(device)
+        outputs = model(x)
+        shown = {"image": np.asarray(Image.fromarray(rgb).resize((model.img_size, model.img_size)))}
+        for spec in model.tasks:
+            picture = PICTURES[spec.kind](outputs[spec.name][0].float().cpu())
+            Image.fromarray(picture).save(out_dir / f"{Path(path).stem}_{spec.name}.png")
+            shown[spec.name] = picture
+        panel = out_dir / f"{Path(path).stem}_panel.png"
+        save_panel(shown, panel, columns=len(shown), rendered=True)
+        panels.append(panel)
+    return panels

@@ -1,0 +1,38 @@
+"""``eval.json``: a run's headline metrics, all metrics, dm against a reference, and its counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..models.multitask import MultiTaskModel
+from .config import RunConfig
+from .score import multi_task_score, resolve_reference
+
+
+def _finite(x: float) -> float | None:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str, float]], cfg: RunConfig,
+               step: int, split: str | None = None) -> dict:
+    metrics = {spec.name: details[spec.name][spec.headline] for spec in model.tasks}
+    reference = cfg.eval.reference
+    dm = multi_task_score(metrics, resolve_reference(reference)) if reference else None
+    result = {
+        "name": run_dir.name,
+        "method": model.method.name,
+        "backbone": model.backbone_name,
+        "dataset": cfg.data.name,
+        "split": split or cfg.eval.split,
+        "step": step,
+        "metrics": {k: _finite(v) for k, v in metrics.items()},
+        "details": {t: {k: _finite(v) for k, v in d.items()} for t, d in details.items()},
+        "dm": dm,
+        "reference": reference or None,
+        "params": model.parameter_counts(),
+        "eval_resolution": "original" if cfg.eval.full_res else f"{cfg.data.size}x{cfg.data.size}",
+    }
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,111 @@
+"""The multi-task score (delta_m) against a single-task reference, and reading results files.
+
+``dm = 100 / T * sum_t s_t * (M_t - M_ref,t) / M_ref,t`` over the T tasks both sides report, with
+``s_t = +1`` when higher is better and ``-1`` otherwise (from the task table). DESIGN.md section 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..tasks import TASKS
+
+# Single-task full fine-tuning of Swin-T on PASCAL-Context (headline metrics: mIoU %, mIoU %,
+# mIoU %, mean angular error deg), the reference row of the MTLoRA paper (Agiza et al., CVPR 2024)
+# that the VMT-Adapter / MTLoRA / TADFormer dm figures use. See DESIGN.md section 2.
+REFERENCES: dict[str, dict[str, float]] = {
+    "pascal-swin-t": {"semseg": 67.21, "human_parts": 61.93, "sal": 62.35, "normals": 17.97},
+}
+
+
+def multi_task_score(metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
+    """dm in percent over the tasks in both ``metrics`` and ``reference`` (headline numbers)."""
+    common = [t for t in metrics if t in reference]
+    if not common:
+        raise ConfigError(
+            f"no task in common with the reference: results have {', '.join(metrics) or 'none'}, "
+            f"reference has {', '.join(reference) or 'none'}"
+        )
+    total = 0.0
+    for task in common:
+        if reference[task] == 0:
+            raise ConfigError(f"reference value for {task} is 0; dm divides by it")
+        sign = 1.0 if TASKS[task].higher_is_better else -1.0
+        total += sign * (metrics[task] - reference[task]) / reference[task]
+    return 100.0 * total / len(common)
+
+
+def _number(value: Any, path: Path, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{path}: key {key!r} must be a finite number, got {value!r}")
+    return value
+
+
+def _metrics(raw: Any, path: Path) -> dict[str, float]:
+    """Task -> headline number; a task's full metrics mapping gives its headline.
+
+    ``null`` (what ``eval.json`` holds for a metric that came out NaN, e.g. no valid pixel in the
+    split) means "not measured": the task is left out of the row and of dm.
+    """
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{path}: key 'metrics' must be a non-empty mapping of task to headline metric")
+    out = {}
+    for task, value in raw.items():
+        key = f"metrics.{task}"
+        if task not in TASKS:
+            raise ConfigError(f"{path}: key {key!r}: unknown task; choose from {', '.join(TASKS)}")
+        if isinstance(value, dict):
+            key += "." + TASKS[task].headline
+            if TASKS[task].headline not in value:
+                raise ConfigError(f"{path}: missing key {key!r}")
+            value = value[TASKS[task].headline]
+        if value is not None:
+            out[task] = _number(value, path, key)
+    return out
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a run's ``eval.json`` or a plain ``{"name", "metrics", "trainable"?}`` file.
+
+    Returns ``{"name", "metrics": {task: headline}, "trainable": number or None, "path"}``.
+    The name defaults to the file stem, or the run directory's name for ``eval.json``.
+    ``trainable`` is read from ``trainable`` or ``params.trainable``.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object with key 'metrics'")
+    if "metrics" not in data:
+        raise ConfigError(f"{path}: missing key 'metrics'")
+    name = data.get("name", path.parent.name if path.stem == "eval" else path.stem)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{path}: key 'name' must be a non-empty string")
+    params = data.get("params")
+    if "trainable" in data:
+        trainable = _number(data["trainable"], path, "trainable")
+    elif isinstance(params, dict) and "trainable" in params:
+        trainable = _number(params["trainable"], path, "params.trainable")
+    else:
+        trainable = None
+    return {"name": name, "metrics": _metrics(data["metrics"], path), "trainable": trainable, "path": str(path)}
+
+
+def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
+    """Headline metrics of a built-in reference (``REFERENCES``) or of a results file."""
+    if str(name_or_path) in REFERENCES:
+        return dict(REFERENCES[str(name_or_path)])
+    if Path(name_or_path).is_file():
+        return load_results(name_or_path)["metrics"]
+    raise ConfigError(f"reference {str(name_or_path)!r}: neither a built-in ({', '.join(REFERENCES)}) nor a results file")

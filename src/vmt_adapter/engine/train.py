@@ -1,0 +1,230 @@
+"""Training: AdamW + warm-up/cosine, clipping, optional autocast, DDP, atomic checkpoints, exact resume."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..data import build_dataset, dataset_channels
+from ..device import autocast, seed_everything
+from ..errors import CheckpointError, ConfigError, VMTError
+from ..models.adapters import METHODS
+from ..models.io import save_adapter
+from ..models.multitask import MultiTaskModel
+from ..tasks import resolve_tasks
+from . import distributed as ddp
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, save_config
+from .evaluate import evaluate, move
+from .loader import eval_loader, train_loader
+from .losses import MultiTaskLoss
+from .optim import param_groups, warmup_cosine
+from .results import write_eval
+
+
+class NonFiniteLossError(VMTError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def build_model(cfg: RunConfig) -> MultiTaskModel:
+    """The model a config describes; method keywords are passed only to methods that take them."""
+    tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
+    if cfg.model.method not in METHODS:
+        raise ConfigError(f"model.method {cfg.model.method!r}: choose from {', '.join(METHODS)}")
+    accepted = inspect.signature(METHODS[cfg.model.method]).parameters
+    common = {"bottleneck": cfg.model.bottleneck, "scale": cfg.model.scale}
+    hparams = {k: v for k, v in common.items() if k in accepted} | cfg.model.hparams
+    return MultiTaskModel(cfg.model.backbone, cfg.model.method, tasks, pretrained=cfg.model.pretrained or None,
+                          img_size=cfg.data.size, **hparams)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+        self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.info = ddp.setup(cfg.device)
+        self.progress = progress and self.info.is_main
+        seed_everything(cfg.seed, cfg.deterministic)
+        self.model = build_model(cfg).to(self.info.device)
+        self.tasks = self.model.tasks
+        if self.info.enabled:  # decoders' BatchNorm must see the global batch, as in one process
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.net: nn.Module = self.model
+        if self.info.enabled:
+            ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
+        self.criterion = MultiTaskLoss(self.tasks, t.loss_weights)
+        self.step = 0
+        self.skipped = 0
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------- state
+    def state(self) -> dict:
+        return {
+            "step": self.step,
+            "skipped": self.skipped,
+            "model": {k: v.cpu() for k, v in self.model.trainable_state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def restore(self) -> None:
+        state = load_checkpoint(self.run_dir)
+        if state is None:
+            raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
+        saved, now = state["config"], self.cfg.to_dict()
+        diffs = [k for k in now if k != "train" and saved.get(k) != now[k]]
+        diffs += [f"train.{k}" for k in now["train"] if k != "steps" and saved["train"].get(k) != now["train"][k]]
+        if diffs:
+            raise CheckpointError(f"--resume: the config differs from the checkpoint's in {', '.join(diffs)}")
+        params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        with torch.no_grad():
+            for k, v in state["model"].items():
+                params[k].copy_(v)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.skipped = state["step"], state["skipped"]
+        self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop log lines written after the checkpoint, so a resumed log reads as an uninterrupted one."""
+        log = self.run_dir / "metrics.jsonl"
+        if self.info.is_main and log.exists():
+            keep = [ln for ln in log.read_text().splitlines() if json.loads(ln)["step"] <= self.step]
+            log.write_text("".join(ln + "\n" for ln in keep))
+
+    def save(self) -> None:
+        if self.info.is_main:
+            save_checkpoint(self.run_dir, self.state())
+        ddp.barrier(self.info)
+
+    # ----------------------------------------------------------------- loop
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _log(self, record: dict, writer) -> None:
+        if not self.info.is_main:
+            return
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if writer is not None:
+            for key, value in record.items():
+                if isinstance(value, dict):
+                    for sub, v in value.items():
+                        writer.add_scalar(f"{key}/{sub}", v, record["step"])
+                elif key != "step":
+                    writer.add_scalar(key, value, record["step"])
+
+    def _evaluate(self, split: str) -> dict:
+        c = self.cfg
+        data = build_dataset(c.data.name, c.data.root, split, c.tasks, None if c.eval.full_res else c.data.size,
+                             train=False, seed=c.seed, num=c.data.num_val or None)
+        loader = eval_loader(data, 1 if c.eval.full_res else c.eval.batch_size, self.info.rank,
+                             self.info.world_size, c.data.workers)
+        return evaluate(self.model, loader, self.tasks, self.info.device, c.train.precision, self.progress)
+
+    def fit(self) -> dict | None:
+        c, t = self.cfg, self.cfg.train
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(c, self.run_dir / "config.yaml")
+        ddp.barrier(self.info)
+        if self.resume:
+            self.restore()
+        elif (self.run_dir / "last.pt").exists():
+            raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another --out")
+        data = build_dataset(c.data.name, c.data.root, "train", c.tasks, c.data.size, train=True, seed=c.seed,
+                             num=c.data.num_train or None)
+        loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
+                              self.step, c.data.workers)
+        writer = None
+        if self.info.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(str(self.run_dir / "tb"))
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._loop(loader, writer)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if writer is not None:
+                writer.close()
+        if self._stop_signal is not None:
+            return None
+        return self.finish()
+
+    def _loop(self, loader, writer) -> None:
+        c, t, dev = self.cfg, self.cfg.train, self.info.device
+        self.net.train()
+        bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
+        tic, seen = time.perf_counter(), 0
+        for batch in loader:
+            batch = move(batch, dev)
+            with autocast(dev, t.precision):
+                out = self.net(batch["image"])
+            total, losses = self.criterion({k: v.float() for k, v in out.items()}, batch)
+            bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+            self.optimizer.zero_grad(set_to_none=True)
+            if bad:
+                if t.on_nonfinite == "stop":
+                    raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} in task(s) {', '.join(bad)}; "
+                                             f"the last good checkpoint is kept in {self.run_dir}")
+                self.skipped += 1
+            else:
+                total.backward()
+                if t.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            seen += batch["image"].shape[0] * self.info.world_size
+            bar.update(1)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                vals = ddp.mean_across(self.info, torch.stack([total.detach(), *[losses[k].detach() for k in losses]]))
+                rate = seen / (time.perf_counter() - tic)
+                record = {"step": self.step, "loss": float(vals[0]), "lr": self.scheduler.get_last_lr()[0],
+                          "losses": {k: float(v) for k, v in zip(losses, vals[1:])}, "img_per_s": rate,
+                          "skipped": self.skipped}
+                self._log(record, writer)
+                bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{rate:.1f}")
+            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+                details = self._evaluate(c.eval.split)
+                self._log({"step": self.step, "eval": {k: v[s.headline] for (k, v), s in
+                                                         zip(details.items(), self.tasks)}}, writer)
+            if self.step % t.ckpt_every == 0 or self.step == t.steps or self._stop_signal is not None:
+                self.save()
+            if self._stop_signal is not None:
+                if self.progress:
+                    tqdm.write(f"signal {self._stop_signal}: checkpoint saved at step {self.step} in {self.run_dir}")
+                break
+        bar.close()
+
+    def finish(self) -> dict:
+        """Adapter files, the final evaluation and ``eval.json``."""
+        if self.info.is_main:
+            save_adapter(self.model, self.run_dir)
+        details = self._evaluate(self.cfg.eval.split)
+        result = None
+        if self.info.is_main:
+            result = write_eval(self.run_dir, self.model, details, self.cfg, self.step)
+        ddp.barrier(self.info)
+        return result
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict | None:
+    trainer = Trainer(cfg, run_dir, resume, progress)
+    try:
+        return trainer.fit()
+    finally:
+        ddp.teardown(trainer.info)
