@@ -7,6 +7,7 @@ import json
 
 from ..models.adapters import METHODS
 from ..models.multitask import MultiTaskModel
+from ..models.published import PUBLISHED_COUNTS
 from ..tasks import resolve_tasks
 
 FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")
@@ -24,15 +25,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
+    """Our counts, plus the published figure and its scope where a paper gives one (else None)."""
     hparams = {"bottleneck": bottleneck} if bottleneck is not None and method.startswith("vmt") else {}
     model = MultiTaskModel(backbone, method, resolve_tasks(tasks), **hparams)
-    return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts()}
+    pub = PUBLISHED_COUNTS.get(method)
+    return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts(),
+            "published": pub.params if pub else None, "published_scope": pub.scope if pub else None,
+            "published_source": pub.source if pub else None, "published_vs": pub.field if pub else None}
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'method':<14}" + "".join(f"{h:>23}" for h in FIELDS)]
+    """One row per method; the published figure is followed by our count of the same scope."""
+    lines = [f"{'method':<14}" + "".join(f"{h:>23}" for h in FIELDS) + "   published (ours, same scope; scope)"]
     for r in rows:
-        lines.append(f"{r['method']:<14}" + "".join(f"{r[f]:>15,} ({r[f] / 1e6:5.2f} M)" for f in FIELDS))
+        line = f"{r['method']:<14}" + "".join(f"{r[f]:>15,} ({r[f] / 1e6:5.2f} M)" for f in FIELDS)
+        if r["published"] is not None:
+            line += (f"   {r['published'] / 1e6:.2f} M ({r[r['published_vs']] / 1e6:.2f} M {r['published_vs']};"
+                     f" {r['published_scope']})")
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -27,10 +27,11 @@ def run(args: argparse.Namespace) -> int:
         config = Path(args.out) / "config.yaml"
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     cfg = load_config(config, overrides)
-    result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
-    if result is None:
-        return 143  # stopped by a signal after saving a checkpoint
-    print(format_metrics(result))
+    trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if trainer.interrupted:
+        return 128 + trainer.stop_signal  # stopped by a signal after saving a checkpoint
+    if trainer.result is not None:
+        print(format_metrics(trainer.result))
     return 0
 
 

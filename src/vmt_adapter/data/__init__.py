@@ -10,3 +10,7 @@ Contract every dataset follows (the engine relies on nothing else):
   output-channel overrides for ``tasks.resolve_tasks`` (e.g. ``{"semseg": 8}`` on SynthScenes).
 - ``build_dataset(name, root, split, tasks, size, train)`` is the single entry point.
 """
+
+from .build import DATASETS, build_dataset, dataset_channels
+
+__all__ = ["DATASETS", "build_dataset", "dataset_channels"]

@@ -14,12 +14,13 @@ exactly the same geometry.
 
 Conventions this module fixes (keep them in step with SynthScenes and the loaders):
 
-- Normals are camera-frame vectors with x to the right and y **up** in the image (z along the
-  optical axis, its sign irrelevant here). Flipping negates x; rotating the image content by
-  ``a`` degrees counter-clockwise on screen rotates (x, y) by ``a`` counter-clockwise. Pixel rows
-  grow downwards, so the pixel map and the normal map are the same rotation conjugated by
-  ``diag(1, -1)``. Resizing, even to another aspect ratio, only changes the focal lengths of the
-  camera, so it leaves camera-frame normals unchanged.
+- Normals are camera-frame vectors with x to the right, y **up** in the image and z towards the
+  camera, the project's frame for every dataset (SynthScenes renders it; the PASCAL and NYUD
+  loaders convert their files' y-down frame, see ``pascal.FILE_NORMALS_TO_PROJECT``). Flipping
+  negates x; rotating the image content by ``a`` degrees counter-clockwise on screen rotates (x, y)
+  by ``a`` counter-clockwise. Pixel rows grow downwards, so the pixel map and the normal map are
+  the same rotation conjugated by ``diag(1, -1)``. Resizing, even to another aspect ratio, only
+  changes the focal lengths of the camera, so it leaves camera-frame normals unchanged.
 - Depth is divided by the zoom factor, as in the reference ``ScaleNRotate``: a zoomed-in object
   looks as it would from a camera that much closer.
 - Outside the source image labels are 255, normals and depth 0; the image is padded with the

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+from torch import nn
 
 from ..device import pick_device
 
@@ -59,3 +61,42 @@ def mean_across(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(values)
         values /= info.world_size
     return values
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm whose training statistics span every process's batch.
+
+    ``torch.nn.SyncBatchNorm`` only runs on GPUs; this runs on gloo and NCCL alike, so N processes
+    with batch B normalise exactly as one process with batch N x B (up to float rounding).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        c = x.shape[1]
+        count = torch.full((1,), x.numel() / c, dtype=x.dtype, device=x.device)
+        stats = dist_nn.all_reduce(torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), count]))
+        total = stats[-1]
+        mean = stats[:c] / total
+        var = stats[c:2 * c] / total - mean * mean
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean)
+            self.running_var.mul_(1 - m).add_(m * var * total / (total - 1))
+            self.num_batches_tracked += 1
+        shape = (1, c, 1, 1)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape)
+
+
+def globalise_batchnorm(module: nn.Module) -> nn.Module:
+    """Swap every ``BatchNorm2d`` for a ``GlobalBatchNorm2d`` holding the same parameters and statistics."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(module, name, new)
+        else:
+            globalise_batchnorm(child)
+    return module

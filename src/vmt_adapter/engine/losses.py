@@ -18,9 +18,12 @@ Choices against the public MTL code (Vandenhende et al., MTLoRA), DESIGN.md sect
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,9 +42,40 @@ def _masked_sum(values: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(valid, values, torch.zeros_like(values)).sum(), valid.sum()
 
 
+_GLOBAL_COUNTS = threading.local()
+
+
+@contextlib.contextmanager
+def global_counts() -> Iterator[None]:
+    """Inside this block, under torch.distributed, every mean divides by the valid-pixel count of the
+    *global* batch and is scaled by the world size, so DDP's gradient average equals one process's
+    gradient on the whole batch, even when processes hold different numbers of valid pixels.
+    Only for the training step: every rank must evaluate the same losses in the same order."""
+    _GLOBAL_COUNTS.on = dist.is_available() and dist.is_initialized()
+    try:
+        yield
+    finally:
+        _GLOBAL_COUNTS.on = False
+
+
+def _global(count: Tensor) -> Tensor:
+    """``count`` summed over processes inside ``global_counts``; unchanged otherwise."""
+    if not getattr(_GLOBAL_COUNTS, "on", False):
+        return count
+    count = count.detach().clone().double()
+    dist.all_reduce(count)
+    return count
+
+
+def _fraction(part: Tensor, whole: Tensor) -> Tensor:
+    """``part / whole`` over the global batch (0 when ``whole`` is 0)."""
+    return _global(part) / _global(whole).clamp(min=1)
+
+
 def _mean(total: Tensor, count: Tensor) -> Tensor:
     """``total / count``, exactly 0 (with a gradient path) when ``count`` is 0."""
-    return total / count.clamp(min=1)
+    scale = dist.get_world_size() if getattr(_GLOBAL_COUNTS, "on", False) else 1
+    return total * scale / _global(count).clamp(min=1).to(total.dtype)
 
 
 def weighted_bce_sum(logits: Tensor, target: Tensor, pos_weight: float | None = None) -> tuple[Tensor, Tensor]:
@@ -53,7 +87,8 @@ def weighted_bce_sum(logits: Tensor, target: Tensor, pos_weight: float | None = 
     """
     valid = target != IGNORE_INDEX
     positive = valid & (target > 0)
-    weight: float | Tensor = pos_weight if pos_weight is not None else _mean((valid & ~positive).sum(), valid.sum())
+    weight: float | Tensor = (pos_weight if pos_weight is not None
+                              else _fraction((valid & ~positive).sum(), valid.sum()).to(logits.dtype))
     per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], positive.to(logits.dtype), reduction="none")
     per_pixel = per_pixel * torch.where(positive, weight, 1 - weight)
     return _masked_sum(per_pixel, valid)

@@ -25,7 +25,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, save_config
 from .evaluate import evaluate, move
 from .loader import eval_loader, train_loader
-from .losses import MultiTaskLoss
+from .losses import MultiTaskLoss, global_counts
 from .optim import param_groups, warmup_cosine
 from .results import write_eval
 
@@ -55,7 +55,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.info.device)
         self.tasks = self.model.tasks
         if self.info.enabled:  # decoders' BatchNorm must see the global batch, as in one process
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ddp.globalise_batchnorm(self.model)
         self.net: nn.Module = self.model
         if self.info.enabled:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
@@ -66,7 +66,8 @@ class Trainer:
         self.criterion = MultiTaskLoss(self.tasks, t.loss_weights)
         self.step = 0
         self.skipped = 0
-        self._stop_signal: int | None = None
+        self.result: dict | None = None
+        self.stop_signal: int | None = None
 
     # ----------------------------------------------------------------- state
     def state(self) -> dict:
@@ -110,8 +111,12 @@ class Trainer:
         ddp.barrier(self.info)
 
     # ----------------------------------------------------------------- loop
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_signal is not None
+
     def _on_signal(self, signum, frame) -> None:
-        self._stop_signal = signum
+        self.stop_signal = signum
 
     def _log(self, record: dict, writer) -> None:
         if not self.info.is_main:
@@ -160,7 +165,7 @@ class Trainer:
                 signal.signal(s, h)
             if writer is not None:
                 writer.close()
-        if self._stop_signal is not None:
+        if self.interrupted:
             return None
         return self.finish()
 
@@ -173,7 +178,8 @@ class Trainer:
             batch = move(batch, dev)
             with autocast(dev, t.precision):
                 out = self.net(batch["image"])
-            total, losses = self.criterion({k: v.float() for k, v in out.items()}, batch)
+            with global_counts():
+                total, losses = self.criterion({k: v.float() for k, v in out.items()}, batch)
             bad = [k for k, v in losses.items() if not torch.isfinite(v)]
             self.optimizer.zero_grad(set_to_none=True)
             if bad:
@@ -202,11 +208,11 @@ class Trainer:
                 details = self._evaluate(c.eval.split)
                 self._log({"step": self.step, "eval": {k: v[s.headline] for (k, v), s in
                                                          zip(details.items(), self.tasks)}}, writer)
-            if self.step % t.ckpt_every == 0 or self.step == t.steps or self._stop_signal is not None:
+            if self.step % t.ckpt_every == 0 or self.step == t.steps or self.stop_signal is not None:
                 self.save()
-            if self._stop_signal is not None:
+            if self.stop_signal is not None:
                 if self.progress:
-                    tqdm.write(f"signal {self._stop_signal}: checkpoint saved at step {self.step} in {self.run_dir}")
+                    tqdm.write(f"signal {self.stop_signal}: checkpoint saved at step {self.step} in {self.run_dir}")
                 break
         bar.close()
 
@@ -222,9 +228,11 @@ class Trainer:
         return result
 
 
-def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> dict | None:
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Trainer:
+    """Train (or resume) a run; the returned trainer holds ``result`` (rank 0) and ``interrupted``."""
     trainer = Trainer(cfg, run_dir, resume, progress)
     try:
-        return trainer.fit()
+        trainer.result = trainer.fit()
     finally:
         ddp.teardown(trainer.info)
+    return trainer

@@ -16,8 +16,9 @@ from .decoders import MultiScaleDecoder
 class MultiTaskModel(nn.Module):
     """``forward(images)`` returns ``{task: (B, C_task, H, W)}`` at the input resolution.
 
-    Only the method's adapter parameters and the decoders train unless the method fine-tunes the
-    backbone; a frozen backbone stays in eval mode (no dropout or drop-path) whatever ``train()`` says.
+    The decoders and the method's trainable set (``Method.is_trainable``) train; unless the method
+    fine-tunes the whole backbone (``trains_backbone``), the backbone stays in eval mode (no dropout
+    or drop-path) whatever ``train()`` says.
     """
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
@@ -27,9 +28,12 @@ class MultiTaskModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
+        # The taps never reach the classifier's final norm: dropping it keeps every count (and full
+        # fine-tuning's trainable set) to parameters the model uses.
+        self.backbone.norm = nn.Identity()
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
-        chans = [info["num_chs"] for info in self.backbone.feature_info]
+        chans = self.method.tap_channels(self.backbone)
         self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels) for t in self.tasks})
         self._freeze()
 
@@ -39,7 +43,7 @@ class MultiTaskModel(nn.Module):
 
     def _freeze(self) -> None:
         for name, p in self.backbone.named_parameters():
-            p.requires_grad = self.method.trains_backbone or self.method.is_adapter(name)
+            p.requires_grad = self.method.is_trainable(name)
 
     def train(self, mode: bool = True) -> "MultiTaskModel":
         super().train(mode)

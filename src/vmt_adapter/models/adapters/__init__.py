@@ -3,54 +3,26 @@
 A method is a config plus an ``inject`` step (modules are swapped into the built, loaded
 backbone, peft style) and a ``taps`` step that returns the four stage maps for every task.
 ``METHODS`` is the registry that ``--method`` names; what each method trains is stated once,
-in its ``is_adapter`` and ``trains_backbone`` members.
+in its ``is_adapter``, ``is_other_trainable`` and ``trains_backbone`` members (see ``base``).
+
+One backbone pass serves all tasks: ``decoder-only``, ``mt-full``, ``vmt``, ``vmt-lite``, ``mtlora``.
+One pass per task: ``st-full``, ``bitfit``, ``adapter``, ``lora``, ``vpt-deep``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import torch
 from timm.models.swin_transformer import SwinTransformer
 
 from ...errors import ConfigError
+from .base import Method, PerTaskMethod, TaskRouted, run_stages
+from .bitfit import BitFitMethod
+from .full import MTFullMethod, STFullMethod
+from .houlsby import AdapterMethod
+from .lora import LoRAMethod
+from .mtlora import MTLoRAMethod
 from .vmt import ParallelMLP, VMTAdapter, VMTAdapterConfig
-
-
-def run_stages(backbone: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Run the backbone once, yielding each stage's output (B, H, W, C): the tap points."""
-    x = backbone.patch_embed(x)
-    for stage in backbone.layers:
-        x = stage(x)
-        yield x
-
-
-class Method:
-    """Base: a frozen backbone whose stage outputs serve every task (the decoder-only baseline)."""
-
-    name = "decoder-only"
-    trains_backbone = False  # full fine-tuning methods set this
-    one_pass = True  # per-task methods run the backbone once per task
-
-    def __init__(self, task_names: list[str]) -> None:
-        self.task_names = list(task_names)
-
-    def hparams(self) -> dict:
-        return {}
-
-    def inject(self, backbone: SwinTransformer) -> None:
-        """Swap adapter modules into ``backbone``; the base method adds nothing."""
-
-    def is_adapter(self, name: str) -> bool:
-        """Whether the backbone parameter ``name`` belongs to this method's adapter."""
-        return False
-
-    def is_task_specific(self, name: str) -> bool:
-        return False
-
-    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
-        """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
-        return [s.permute(0, 3, 1, 2).unsqueeze(0) for s in run_stages(backbone, x)]
+from .vpt import VPTDeepMethod
 
 
 class VMTMethod(Method):
@@ -97,7 +69,11 @@ class VMTLiteMethod(VMTMethod):
         super().__init__(task_names, bottleneck=bottleneck, scale=scale, act=act, lite=True)
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (VMTMethod, VMTLiteMethod, Method)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m
+    for m in (VMTMethod, VMTLiteMethod, Method, STFullMethod, MTFullMethod, BitFitMethod, AdapterMethod, LoRAMethod,
+              VPTDeepMethod, MTLoRAMethod)
+}
 
 
 def build_method(name: str, task_names: list[str], **hparams) -> Method:
@@ -108,3 +84,6 @@ def build_method(name: str, task_names: list[str], **hparams) -> Method:
         return METHODS[name](task_names, **hparams)
     except TypeError as exc:
         raise ConfigError(f"method {name!r}: {exc}") from exc
+
+
+__all__ = ["METHODS", "Method", "PerTaskMethod", "TaskRouted", "build_method", "run_stages"]

@@ -1,0 +1,27 @@
+"""``vmt data``: dataset utilities (``export-synth`` writes SynthScenes in a benchmark's on-disk layout)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.export import LAYOUTS, export_synth
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="dataset utilities")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser("export-synth", help="write SynthScenes as a PASCAL-Context or NYUD-v2 folder")
+    e.add_argument("--out", type=Path, required=True, help="folder to write (created if needed)")
+    e.add_argument("--num", type=int, required=True, help="number of samples, train and val together")
+    e.add_argument("--size", type=int, required=True, help="image side in pixels")
+    e.add_argument("--seed", type=int, default=0, help="SynthScenes stream (default 0)")
+    e.add_argument("--layout", choices=tuple(LAYOUTS), default="pascal", help="on-disk format (default pascal)")
+    e.add_argument("--val-fraction", type=float, default=0.2, help="share of samples in the val split (default 0.2)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    ids = export_synth(args.out, args.num, args.size, args.seed, args.layout, args.val_fraction)
+    print(f"wrote {len(ids['train'])} train and {len(ids['val'])} val samples ({args.layout} layout) to {args.out}")
+    return 0

@@ -1,0 +1,104 @@
+"""What every method shares: the stage runner, the ``Method`` base and the per-task machinery.
+
+A method states its trainable set in one place: ``is_adapter`` (its PEFT parameters),
+``is_other_trainable`` (backbone parameters it also trains: all of them for full fine-tuning,
+LayerNorms and the like for MTLoRA) and ``trains_backbone`` (the backbone runs in train mode,
+drop-path included; otherwise it is kept in eval mode). ``one_pass`` says whether one backbone
+pass serves all T tasks or the backbone runs once per task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from timm.models.swin_transformer import SwinTransformer
+from torch import nn
+
+
+def run_stages(backbone: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Run the backbone once, yielding each stage's output (B, H, W, C): the tap points."""
+    x = backbone.patch_embed(x)
+    for stage in backbone.layers:
+        x = stage(x)
+        yield x
+
+
+def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Swap the submodule ``name`` of ``root`` for ``new`` (peft style: the model source is never edited)."""
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, attr, new)
+
+
+class Method:
+    """Base: a frozen backbone whose stage outputs serve every task (the decoder-only baseline)."""
+
+    name = "decoder-only"
+    trains_backbone = False  # full fine-tuning: every backbone parameter trains, in train mode
+    one_pass = True  # False: the backbone runs once per task (T passes)
+
+    def __init__(self, task_names: list[str]) -> None:
+        self.task_names = list(task_names)
+
+    def hparams(self) -> dict:
+        return {}
+
+    def inject(self, backbone: SwinTransformer) -> None:
+        """Swap adapter modules into ``backbone``; the base method adds nothing."""
+
+    def is_adapter(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` belongs to this method's adapter (PEFT parameters)."""
+        return False
+
+    def is_task_specific(self, name: str) -> bool:
+        """Whether the adapter parameter ``name`` belongs to one task only."""
+        return False
+
+    def is_other_trainable(self, name: str) -> bool:
+        """Whether the backbone parameter ``name``, outside the adapter, trains too."""
+        return self.trains_backbone
+
+    def is_trainable(self, name: str) -> bool:
+        """The method's whole trainable set in the backbone; everything else is frozen."""
+        return self.is_adapter(name) or self.is_other_trainable(name)
+
+    def tap_channels(self, backbone: SwinTransformer) -> list[int]:
+        """Channels of the four maps ``taps`` returns: the stage widths."""
+        return [info["num_chs"] for info in backbone.feature_info]
+
+    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+        """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
+        return [s.permute(0, 3, 1, 2).unsqueeze(0) for s in run_stages(backbone, x)]
+
+
+class TaskRouted(nn.Module):
+    """A module holding one set of parameters per task; ``task`` picks the set the next forward uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.task = 0
+
+
+class PerTaskMethod(Method):
+    """Base of the per-task methods: the backbone runs once per task, with that task's parameters.
+
+    That T-fold cost is part of what the comparison with one-pass methods measures. The stage
+    maps of the T passes are stacked, so taps are (T, B, C, H, W) like VMT's.
+    """
+
+    one_pass = False
+
+    def is_task_specific(self, name: str) -> bool:
+        return self.is_adapter(name)
+
+    def task_backbone(self, backbone: SwinTransformer, task: int) -> SwinTransformer:
+        """The backbone set up for ``task``: every ``TaskRouted`` module switched to it."""
+        for module in backbone.modules():
+            if isinstance(module, TaskRouted):
+                module.task = task
+        return backbone
+
+    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+        passes = [[s.permute(0, 3, 1, 2) for s in run_stages(self.task_backbone(backbone, t), x)]
+                  for t in range(len(self.task_names))]
+        return [torch.stack(maps) for maps in zip(*passes)]

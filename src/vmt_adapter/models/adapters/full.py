@@ -1,0 +1,33 @@
+"""Full fine-tuning baselines: every backbone parameter trains, in train mode (drop-path active).
+
+- ``st-full``: single-task full fine-tuning, the reference of the multi-task score: one independent
+  backbone per task, T backbone passes. Task 0 runs the backbone itself; tasks 1..T-1 run deep copies
+  registered as ``backbone.task_copies`` so that they train, are counted and saved with it.
+- ``mt-full``: multi-task full fine-tuning: one shared backbone, all decoders on its one pass.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from timm.models.swin_transformer import SwinTransformer
+from torch import nn
+
+from .base import Method, PerTaskMethod
+
+
+class MTFullMethod(Method):
+    name = "mt-full"
+    trains_backbone = True
+
+
+class STFullMethod(PerTaskMethod):
+    name = "st-full"
+    trains_backbone = True
+
+    def inject(self, backbone: SwinTransformer) -> None:
+        # Copies of the loaded backbone (made before it holds them, so none nests another).
+        backbone.task_copies = nn.ModuleList(copy.deepcopy(backbone) for _ in self.task_names[1:])
+
+    def task_backbone(self, backbone: SwinTransformer, task: int) -> SwinTransformer:
+        return backbone.task_copies[task - 1] if task else backbone

@@ -1,0 +1,70 @@
+"""Per-task bottleneck adapters (Houlsby et al., 2019), serial after the MLP of every block.
+
+``x + mlp(z)`` becomes ``x + h + A_t(h)`` with ``h = mlp(z)`` and ``A_t = up_t(act(down_t(h)))``
+(d -> k -> d, ``up_t`` zero-initialised so step 0 is the frozen backbone). Houlsby et al. also put
+one after attention and train the LayerNorms; this baseline keeps the single adapter after the
+MLP (as the issue specifies) and trains nothing else. Each task has its own adapters and its own
+backbone pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.swin_transformer import SwinTransformer
+from torch import nn
+
+from ...errors import ConfigError
+from .base import PerTaskMethod, TaskRouted
+from .vmt import ACTIVATIONS
+
+
+class Bottleneck(nn.Module):
+    """down (d -> k), act, up (k -> d, zero-init): the adapter of one task in one block."""
+
+    def __init__(self, dim: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, hidden)
+        self.act = ACTIVATIONS[act]()
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(self.act(self.down(h)))
+
+
+class SerialAdapterMLP(TaskRouted):
+    """A frozen ``block.mlp`` (``base_layer``) followed by the active task's bottleneck adapter."""
+
+    def __init__(self, base_layer: nn.Module, num_tasks: int, hidden: int, act: str) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        dim = base_layer.fc2.out_features
+        self.bottlenecks = nn.ModuleList(Bottleneck(dim, hidden, act) for _ in range(num_tasks))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.base_layer(z)
+        return h + self.bottlenecks[self.task](h)
+
+
+class AdapterMethod(PerTaskMethod):
+    name = "adapter"
+
+    def __init__(self, task_names: list[str], hidden: int = 64, act: str = "gelu") -> None:
+        super().__init__(task_names)
+        if hidden < 1:
+            raise ConfigError(f"adapter hidden width must be a positive integer, got {hidden}")
+        if act not in ACTIVATIONS:
+            raise ConfigError(f"adapter activation {act!r}: choose from {', '.join(ACTIVATIONS)}")
+        self.hidden, self.act = hidden, act
+
+    def hparams(self) -> dict:
+        return {"hidden": self.hidden, "act": self.act}
+
+    def inject(self, backbone: SwinTransformer) -> None:
+        for stage in backbone.layers:
+            for block in stage.blocks:
+                block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.hidden, self.act)
+
+    def is_adapter(self, name: str) -> bool:
+        return ".mlp.bottlenecks." in name

@@ -1,0 +1,236 @@
+"""Every registered method on swin_nano at 64 px: shapes, training, trainable sets, zero init, backbone passes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from vmt_adapter.cli import main
+from vmt_adapter.errors import ConfigError
+from vmt_adapter.models.adapters import METHODS, build_method, run_stages
+from vmt_adapter.models.adapters.mtlora import TaskSpecificLoRALinear
+from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.io import model_from_adapter, save_adapter
+from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.tasks import resolve_tasks
+
+THREE = "semseg,sal,normals"
+T = 3
+
+# What each method should train in the backbone, written here independently of the methods' own predicates.
+BACKBONE_TRAINS = {
+    "decoder-only": None,
+    "vmt": r"\.mlp\.adapter\.",
+    "vmt-lite": r"\.mlp\.adapter\.",
+    "st-full": r"",
+    "mt-full": r"",
+    "bitfit": r"\.deltas\.\d+$",
+    "adapter": r"\.mlp\.bottlenecks\.",
+    "lora": r"\.attn\.qkv\.lora\.[AB]$",
+    "vpt-deep": r"\.attn\.(prompts|gate)$",
+    "mtlora": r"\.(lora|task_lora)\.[AB]$|^patch_embed\.|\.norm\d?\.|relative_position_bias_table$|"
+              r"\.downsample\.reduction\.",
+}
+PER_TASK = {"st-full", "bitfit", "adapter", "lora", "vpt-deep"}
+
+
+def nano(method: str, tasks: str = THREE, **kw) -> MultiTaskModel:
+    torch.manual_seed(0)
+    return MultiTaskModel("swin_nano", method, resolve_tasks(tasks), img_size=64, **kw)
+
+
+def expected_trainable(model: MultiTaskModel, method: str) -> set[str]:
+    pattern = BACKBONE_TRAINS[method]
+    return {n for n, _ in model.named_parameters()
+            if n.startswith("decoders.") or pattern is not None and re.search(pattern, n.removeprefix("backbone."))}
+
+
+def test_registry_holds_every_method() -> None:
+    assert set(METHODS) == set(BACKBONE_TRAINS)
+    assert {m for m, cls in METHODS.items() if not cls.one_pass} == PER_TASK
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_shapes_training_and_trainable_set(method: str, images: torch.Tensor) -> None:
+    """Forward shapes, finite losses over three AdamW steps, and exactly the intended parameters change."""
+    model = nano(method)
+    model.train()
+    assert model.backbone.training == METHODS[method].trains_backbone
+    expected = expected_trainable(model, method)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == expected
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    for _ in range(3):
+        out = model(images)
+        for spec in model.tasks:
+            assert out[spec.name].shape == (2, spec.channels, 64, 64)
+        loss = sum(o.pow(2).mean() for o in out.values())
+        assert torch.isfinite(loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == expected
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_init_reproduces_the_frozen_backbone(method: str, images: torch.Tensor) -> None:
+    """At step 0 every task's taps are the frozen stage outputs; moving the trainable set moves them."""
+    torch.manual_seed(0)
+    frozen = build_backbone("swin_nano", img_size=64)
+    model = nano(method).eval()
+    with torch.no_grad():
+        ref = frozen.forward_intermediates(images, intermediates_only=True)
+        taps = model.method.taps(model.backbone, images)
+    # VPT recomputes the window attention itself: equal to timm's up to rounding if timm fuses attention.
+    tol = dict(rtol=1e-5, atol=1e-5) if method == "vpt-deep" else dict(rtol=0, atol=0)
+    for r, t in zip(ref, taps):
+        assert t.shape[0] == (1 if method in ("decoder-only", "mt-full") else T)
+        torch.testing.assert_close(t, r.unsqueeze(0).expand_as(t), **tol)
+    g = torch.Generator().manual_seed(1)
+    moved = [p for n, p in model.backbone.named_parameters() if model.method.is_trainable(n)]
+    if not moved:
+        return
+    with torch.no_grad():
+        for p in moved:
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+        after = model.method.taps(model.backbone, images)
+    assert all(not torch.allclose(a, r.unsqueeze(0).expand_as(a)) for a, r in zip(after, ref))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_backbone_block_calls(method: str, images: torch.Tensor) -> None:
+    """One call per block for one-pass methods; T per block for per-task ones (st-full: its T backbones)."""
+    model = nano(method)
+    calls: dict[str, int] = {}
+    for name, module in model.backbone.named_modules():
+        if name.endswith(".blocks"):
+            for i, block in enumerate(module):
+                key = f"{name}.{i}"
+                block.register_forward_hook(lambda m, a, o, key=key: calls.__setitem__(key, calls.get(key, 0) + 1))
+    with torch.no_grad():
+        model(images)
+    passes = 1 if METHODS[method].one_pass else T
+    assert sum(calls.values()) == 8 * passes  # swin_nano has 8 blocks
+    assert set(calls.values()) == ({1} if method == "st-full" else {passes})
+
+
+def task_part(method: str, name: str, p: torch.Tensor, task: int) -> torch.Tensor | None:
+    """The part of parameter ``name`` that belongs to ``task`` alone, or None."""
+    if method == "st-full":
+        return p if task and name.startswith(f"task_copies.{task - 1}.") else None
+    if re.search(rf"\.(deltas|bottlenecks)\.{task}(\.|$)", name):
+        return p
+    if re.search(r"\.(lora\.[AB]|task_lora\.[AB]|prompts|gate)$", name) and p.shape[0] == T:
+        return p[task]
+    return None
+
+
+@pytest.mark.parametrize("method", sorted(PER_TASK | {"mtlora"}))
+def test_each_task_stream_uses_its_own_parameters(method: str, images: torch.Tensor) -> None:
+    """Perturbing task 1's parameters changes task 1's taps only (and never MTLoRA's shared stream)."""
+    model = nano(method).eval()
+    with torch.no_grad():
+        before = model.method.taps(model.backbone, images)
+        shared = list(run_stages(model.backbone, images))
+        parts = [q for n, p in model.backbone.named_parameters() if (q := task_part(method, n, p, 1)) is not None]
+        assert parts
+        g = torch.Generator().manual_seed(2)
+        for q in parts:
+            q.add_(0.05 * torch.randn(q.shape, generator=g))
+        after = model.method.taps(model.backbone, images)
+        shared_after = list(run_stages(model.backbone, images))
+    for b, a in zip(before, after):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+        assert not torch.equal(a[1], b[1])
+    if method == "mtlora":
+        assert all(torch.equal(s, t) for s, t in zip(shared, shared_after))
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_mtlora_task_specific_layer_follows_the_public_rule(stacked: bool) -> None:
+    """[shared, tasks] -> [W x0 + b + shared(x0), W x0 + b + task_t(x_t)]; proj: every task reads x0."""
+    torch.manual_seed(0)
+    layer = TaskSpecificLoRALinear(torch.nn.Linear(8, 6), rank=4, scale=4.0, num_tasks=T, task_rank=2,
+                                   task_scale=4.0, stacked_input=stacked)
+    with torch.no_grad():
+        for p in (layer.lora.B, layer.task_lora.B):
+            p.normal_()
+        x = torch.randn(1 + T, 5, 8) if stacked else torch.randn(5, 8)
+        out = layer(x).view(1 + T, 5, 6)
+        x0 = x[0] if stacked else x
+        w, b = layer.base_layer.weight, layer.base_layer.bias
+        torch.testing.assert_close(out[0], x0 @ w.T + b + 4.0 * x0 @ layer.lora.A[0].T @ layer.lora.B[0].T)
+        for t in range(T):
+            xt = x[1 + t] if stacked else x
+            a, bt = layer.task_lora.A[t], layer.task_lora.B[t]
+            torch.testing.assert_close(out[1 + t], x0 @ w.T + b + 4.0 * xt @ a.T @ bt.T)
+
+
+def test_parameter_counts_on_nano() -> None:
+    """The PEFT counts follow from the layer widths (swin_nano: 8 blocks, widths summing to 1440)."""
+    width, heads, last = 1440, 2 * (3 + 6 + 12 + 24), 48 + 96 + 192 + 384
+    frozen = nano("decoder-only").parameter_counts()["frozen"]
+    expected = {
+        "lora": T * 8 * (width + 3 * width),
+        "adapter": T * (129 * width + 64 * 8),
+        "bitfit": T * (2 * 48 + 11 * width + 4 * (48 + 96 + 192)),
+        "vpt-deep": T * (10 * width + heads),
+        "mtlora": 64 * 16 * width - 64 * 5 * 384 + T * 4 * 12 * last,  # no shared update on the last fc2
+    }
+    for method, adapter in expected.items():
+        counts = nano(method).parameter_counts()
+        assert counts["adapter"] == adapter, method
+        assert counts["trainable"] == counts["adapter"] + counts["decoders"] + counts["other_trainable"]
+    assert nano("mtlora").parameter_counts()["adapter_task_specific"] == T * 4 * 12 * last
+    assert nano("mtlora", also_train="").parameter_counts()["other_trainable"] == 0
+    assert nano("mt-full").parameter_counts()["other_trainable"] == frozen
+    st = nano("st-full").parameter_counts()
+    assert (st["other_trainable"], st["frozen"]) == (T * frozen, 0)
+
+
+def test_mtlora_with_merged_taps_matches_the_published_count() -> None:
+    """MTLoRA's own layout (task streams through patch merging) gives its published 8.34 M on Swin-T, once the
+    public code's unused shared update of the last fc2 (768 x 3072 at rank 64) is added back."""
+    model = MultiTaskModel("swin_tiny", "mtlora", resolve_tasks("semseg,human_parts,sal,normals"), merged_taps=True)
+    assert model.parameter_counts()["trainable"] + 64 * (768 + 3072) == 8_344_634
+
+
+def test_params_all_reports_published_counts(capsys) -> None:
+    assert main(["params", "--backbone", "swin_nano", "--tasks", "sal,normals", "--all", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
+    assert list(rows) == list(METHODS)
+    assert {m for m, r in rows.items() if r["published"] is not None} == {"vmt", "vmt-lite", "mtlora", "st-full"}
+    assert rows["vmt"]["published_scope"] == "adapter only" and rows["lora"]["published_scope"] is None
+
+
+@pytest.mark.parametrize("method,hparams", [("mtlora", {"merged_taps": True, "also_train": "norm"}),
+                                            ("bitfit", {}), ("vpt-deep", {"tokens": 3})])
+def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hparams: dict) -> None:
+    base = tmp_path / "base.pth"
+    torch.save(build_backbone("swin_nano", img_size=64).state_dict(), base)
+    torch.manual_seed(0)
+    model = MultiTaskModel("swin_nano", method, resolve_tasks(THREE), pretrained=base, img_size=64, **hparams)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    save_adapter(model, tmp_path)
+    with torch.no_grad():
+        expected = model(images)
+        torch.manual_seed(123)
+        got = model_from_adapter(tmp_path, pretrained=base).eval()(images)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method,hparams", [("mtlora", {"also_train": "bias"}), ("lora", {"rank": 0}),
+                                            ("adapter", {"act": "swish"}), ("vpt-deep", {"tokens": 0}),
+                                            ("bitfit", {"rank": 4})])
+def test_bad_hyper_parameters_are_config_errors(method: str, hparams: dict) -> None:
+    with pytest.raises(ConfigError):
+        build_method(method, ["sal"], **hparams)
