@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..data import build_dataset
+from ..device import seed_everything
 from ..engine import distributed as ddp
 from ..engine.config import load_config
 from ..engine.evaluate import evaluate
@@ -32,6 +33,7 @@ def load_run(run_dir: Path, overrides: list[str]):
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml", overrides)
+    seed_everything(cfg.seed, cfg.deterministic)  # a randomly initialised backbone is rebuilt identically
     model = build_model(cfg)
     load_adapter(model, run_dir)
     return cfg, model

@@ -87,6 +87,11 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Check (and gently convert: int -> float, list -> tuple) a value against a field's type."""
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typ is float and isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if typ is tuple and isinstance(value, list):
         return tuple(value)
     if typ is str and value is None:

@@ -1,0 +1,131 @@
+"""The engine end to end on tiny SynthScenes runs: loss falls, exact resume, DDP, predict, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from vmt_adapter.cli import main
+from vmt_adapter.engine.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "synth-vmt.yaml"
+TINY = ["model.pretrained=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.bottleneck=16",
+        "train.batch_size=4", "train.log_every=1", "eval.batch_size=8"]
+
+
+def sets(*items: str) -> list[str]:
+    out = []
+    for item in TINY + list(items):
+        out += ["--set", item]
+    return out
+
+
+def vmt(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vmt_adapter.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
+
+
+def log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIG), *sets("train.lr=3e-3", "train.warmup_steps=2"), "--steps", "24",
+                 "--out", str(run), "--no-progress"]) == 0
+    losses = [r["loss"] for r in log(run) if "loss" in r]
+    assert len(losses) == 24 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4
+    result = json.loads((run / "eval.json").read_text())
+    assert set(result["metrics"]) == {"semseg", "human_parts", "sal", "normals"}
+    assert result["details"]["normals"]["mean"] == result["metrics"]["normals"]
+    assert (run / "adapter.safetensors").exists() and (run / "tb").is_dir()
+    # `vmt eval` on the finished run reproduces the training run's final evaluation
+    assert main(["eval", "--run", str(run), "--reference", "pascal-swin-t"]) == 0
+    again = json.loads((run / "eval.json").read_text())
+    assert again["metrics"] == result["metrics"] and again["dm"] is not None
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """SIGKILL mid-run, then --resume: the final adapter and metrics equal an uninterrupted run's."""
+    args = ["train", "--config", str(CONFIG), *sets("train.ckpt_every=2"), "--steps", "10", "--no-progress"]
+    whole = vmt(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "vmt_adapter.cli", *args, "--out", str(cut)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline and not (cut / "metrics.jsonl").exists() or len(log(cut)) < 5:
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "eval.json").exists()
+    resumed = vmt(*args, "--out", str(cut), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(str(tmp_path / "whole" / "adapter.safetensors")), load_file(str(cut / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ea, eb = (json.loads((d / "eval.json").read_text()) for d in (tmp_path / "whole", cut))
+    assert ea["details"] == eb["details"]
+    assert [r["loss"] for r in log(tmp_path / "whole")] == [r["loss"] for r in log(cut)]
+
+
+def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
+    """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (same global batches)."""
+    common = ["train", "--config", str(CONFIG), *sets(), "--steps", "4", "--no-progress"]
+    one = vmt(*common, "--set", "train.batch_size=4", "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "vmt_adapter.cli", *common, "--set", "train.batch_size=2",
+                          "--out", str(tmp_path / "two")], capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-2000:]
+    l1, l2 = log(tmp_path / "one"), log(tmp_path / "two")
+    for r1, r2 in zip(l1, l2):
+        assert r2["loss"] == pytest.approx(r1["loss"], rel=1e-4)
+    e1, e2 = (json.loads((tmp_path / d / "eval.json").read_text())["metrics"] for d in ("one", "two"))
+    for task in e1:
+        assert e2[task] == pytest.approx(e1[task], rel=1e-3, abs=1e-2)
+
+
+def test_predict_writes_images(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "2", "--out", str(run), "--no-progress"]) == 0
+    rgb = tmp_path / "a.png"
+    Image.new("RGB", (80, 60), (120, 30, 200)).save(rgb)
+    gray = tmp_path / "b.png"
+    Image.new("L", (50, 70), 90).save(gray)
+    rgba = tmp_path / "c.png"
+    Image.new("RGBA", (64, 64), (1, 2, 3, 4)).save(rgba)
+    out = tmp_path / "pred"
+    assert main(["predict", "--run", str(run), str(rgb), str(gray), str(rgba), "--out", str(out)]) == 0
+    for stem in "abc":
+        for task in ("semseg", "human_parts", "sal", "normals", "panel"):
+            assert Image.open(out / f"{stem}_{task}.png").mode == "RGB"
+
+
+def test_config_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    for bad, expected in [(["--set", "train.setps=3"], "did you mean 'steps'"),
+                          (["--set", "train.steps=many"], "train.steps"),
+                          (["--set", "tasks=[semseg,bogus]"], "bogus"),
+                          (["--set", "data.name=pascal"], "data.root")]:
+        assert main(["train", "--config", str(CONFIG), *bad, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert expected in err and "\n" not in err
+
+
+def test_config_round_trip() -> None:
+    cfg = load_config(CONFIG, ["train.steps=7", "model.hparams={rank: 4}"])
+    assert cfg.train.steps == 7 and cfg.model.hparams == {"rank": 4} and cfg.model.method == "vmt"
