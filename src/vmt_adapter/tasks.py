@@ -12,6 +12,8 @@ semseg          int64 (H, W), class ids                255
 human_parts     int64 (H, W), PASCAL part ids 0..6     255 (whole map when no annotated person)
 sal             int64 (H, W), {0, 1}                   255
 normals         float32 (3, H, W), unit vectors        zero vector
+                (camera frame: x right, y up, z
+                towards the camera)
 depth           float32 (1, H, W), metres              0
 edge            int64 (H, W), {0, 1}                   255
 ==============  =====================================  ==========================================

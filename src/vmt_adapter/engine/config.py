@@ -35,6 +35,7 @@ class ModelConfig:
     pretrained: str = ""  # local backbone weights file; empty = random init
     bottleneck: int = 128  # VMT / VMT-Lite bottleneck k
     scale: float = 1.0  # VMT adapter scale s
+    decoder_ratio: int = 4  # decoder fusion width = ratio x 270 (4 = the benchmark's 1080)
     hparams: dict = field(default_factory=dict)  # any other keyword of the method
 
 
@@ -167,6 +168,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
         ("model.bottleneck", cfg.model.bottleneck >= 1, "at least 1"),
+        ("model.decoder_ratio", cfg.model.decoder_ratio >= 1, "at least 1"),
     ]
     for key, ok, expected in checks:
         if not ok:

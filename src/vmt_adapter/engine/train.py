@@ -43,7 +43,7 @@ def build_model(cfg: RunConfig) -> MultiTaskModel:
     common = {"bottleneck": cfg.model.bottleneck, "scale": cfg.model.scale}
     hparams = {k: v for k, v in common.items() if k in accepted} | cfg.model.hparams
     return MultiTaskModel(cfg.model.backbone, cfg.model.method, tasks, pretrained=cfg.model.pretrained or None,
-                          img_size=cfg.data.size, **hparams)
+                          img_size=cfg.data.size, decoder_ratio=cfg.model.decoder_ratio, **hparams)
 
 
 class Trainer:
@@ -143,12 +143,17 @@ class Trainer:
         c, t = self.cfg, self.cfg.train
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(c, self.run_dir / "config.yaml")
         ddp.barrier(self.info)
+        # Check before writing anything: a refused start must leave an existing run's config.yaml as it was.
         if self.resume:
             self.restore()
-        elif (self.run_dir / "last.pt").exists():
+        elif (self.run_dir / "last.pt").exists() or (self.run_dir / "prev.pt").exists():
             raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another --out")
+        if self.info.is_main:
+            if not self.resume:  # a fresh run never appends to the log of a run killed before its first checkpoint
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            save_config(c, self.run_dir / "config.yaml")
+        ddp.barrier(self.info)
         data = build_dataset(c.data.name, c.data.root, "train", c.tasks, c.data.size, train=True, seed=c.seed,
                              num=c.data.num_train or None)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
@@ -180,7 +185,9 @@ class Trainer:
                 out = self.net(batch["image"])
             with global_counts():
                 total, losses = self.criterion({k: v.float() for k, v in out.items()}, batch)
-            bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+            # Every process must take the same branch (DDP would hang otherwise): a task is bad if it is anywhere.
+            finite = ddp.mean_across(self.info, torch.stack([torch.isfinite(v).float() for v in losses.values()]))
+            bad = [k for k, ok in zip(losses, finite.tolist()) if ok < 1.0]
             self.optimizer.zero_grad(set_to_none=True)
             if bad:
                 if t.on_nonfinite == "stop":

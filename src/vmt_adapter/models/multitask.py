@@ -22,8 +22,9 @@ class MultiTaskModel(nn.Module):
     """
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
-                 img_size: int | None = None, **hparams) -> None:
+                 img_size: int | None = None, decoder_ratio: int = 4, **hparams) -> None:
         super().__init__()
+        self.decoder_ratio = decoder_ratio  # hidden width of the decoders' fusion layer, in units of 270
         self.backbone_name = backbone
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
@@ -34,7 +35,7 @@ class MultiTaskModel(nn.Module):
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         chans = self.method.tap_channels(self.backbone)
-        self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels) for t in self.tasks})
+        self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels, hidden_ratio=decoder_ratio) for t in self.tasks})
         self._freeze()
 
     @property
