@@ -11,7 +11,6 @@ install: $(STAMP)
 # Re-installs only when the project's metadata changes; the package itself is editable.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 

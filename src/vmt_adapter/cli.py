@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (VMTError, FileNotFoundError) as exc:
+    except (VMTError, OSError) as exc:  # OSError: unreadable input or unwritable --out (its message names the path)
         if args.debug:
             raise
         print(f"vmt {args.command}: error: {exc}", file=sys.stderr)

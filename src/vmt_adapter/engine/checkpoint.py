@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..models.backbones import describe_load_error
 
 LAST, PREV = "last.pt", "prev.pt"
+KEYS = ("step", "skipped", "model", "optimizer", "scheduler", "config")  # what ``Trainer.state`` saves
 
 
 def _digest(data: bytes) -> str:
@@ -43,6 +45,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
         os.replace(last, run_dir / PREV)
         if (run_dir / (LAST + ".sha256")).exists():
             os.replace(run_dir / (LAST + ".sha256"), run_dir / (PREV + ".sha256"))
+        else:  # killed between last.pt and its checksum: never pair prev.pt with an older file's checksum
+            (run_dir / (PREV + ".sha256")).unlink(missing_ok=True)
     _write_atomic(last, data)
     _write_atomic(run_dir / (LAST + ".sha256"), _digest(data).encode())
     return last
@@ -54,9 +58,13 @@ def _read(path: Path) -> dict:
     if sums.exists() and sums.read_text().strip() != _digest(data):
         raise CheckpointError(f"checkpoint {path} fails its checksum (truncated or corrupt)")
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign format, or a pickle that would run code
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: {describe_load_error(exc)}") from exc
+    missing = [k for k in KEYS if k not in state] if isinstance(state, dict) else list(KEYS)
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is not a vmt training checkpoint (no {', '.join(missing)})")
+    return state
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:

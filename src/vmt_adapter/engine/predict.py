@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib import colormaps
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..data.transforms import build_transform
 from ..data.visualize import render, save_panel
@@ -40,8 +40,8 @@ def load_image(path: Path) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError... for bad files
+        raise DataError(f"cannot read image {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
 
 
 @torch.no_grad()

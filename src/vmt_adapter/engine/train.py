@@ -39,6 +39,10 @@ def build_model(cfg: RunConfig) -> MultiTaskModel:
     tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
     if cfg.model.method not in METHODS:
         raise ConfigError(f"model.method {cfg.model.method!r}: choose from {', '.join(METHODS)}")
+    own = {n for n, p in inspect.signature(MultiTaskModel).parameters.items() if p.kind is not p.VAR_KEYWORD}
+    if own & set(cfg.model.hparams):  # would collide with the arguments below (a TypeError otherwise)
+        raise ConfigError(f"model.hparams cannot set {', '.join(sorted(own & set(cfg.model.hparams)))}; "
+                          "use the model.* and data.* keys")
     accepted = inspect.signature(METHODS[cfg.model.method]).parameters
     common = {"bottleneck": cfg.model.bottleneck, "scale": cfg.model.scale}
     hparams = {k: v for k, v in common.items() if k in accepted} | cfg.model.hparams

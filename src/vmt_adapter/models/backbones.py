@@ -6,6 +6,8 @@ project never downloads weights: ``pretrained`` is a path the user names.
 
 from __future__ import annotations
 
+import pickle
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -64,6 +66,17 @@ def resolve_weights(path: str | Path) -> Path:
     return Path(path)
 
 
+def describe_load_error(exc: Exception) -> str:
+    """One line for a ``torch.load(weights_only=True)`` failure; a refused pickle names what it would import."""
+    if isinstance(exc, pickle.UnpicklingError):
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        return (f"refused: it holds pickled Python objects{what} that could run arbitrary code; "
+                "only tensors and plain containers are loaded")
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors or PyTorch file, the latter loaded with ``weights_only=True``."""
     path = resolve_weights(path)
@@ -74,7 +87,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             return {k: v.float() for k, v in load_file(str(path)).items()}  # shipped weights are fp16
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle refusals, truncated files, foreign formats
-        raise WeightsError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
+        raise WeightsError(f"cannot read weights {path}: {describe_load_error(exc)}") from exc
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
     return state

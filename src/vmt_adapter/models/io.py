@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -13,8 +13,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 from ..tasks import TaskSpec, resolve_tasks
+from .backbones import BACKBONES
 from .multitask import MultiTaskModel
 
 WEIGHTS_NAME = "adapter.safetensors"
@@ -29,6 +30,7 @@ def adapter_config(model: MultiTaskModel) -> dict:
         "method": model.method.name,
         "backbone": model.backbone_name,
         "img_size": model.img_size,
+        "decoder_ratio": model.decoder_ratio,
         "tasks": [t.name for t in model.tasks],
         "task_channels": {t.name: t.channels for t in model.tasks},
         "hparams": model.method.hparams(),
@@ -37,8 +39,8 @@ def adapter_config(model: MultiTaskModel) -> dict:
 
 def _atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # Not mkstemp: its 0600 mode would survive the rename and hide the adapter from other users (umask applies here).
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -69,6 +71,10 @@ def read_adapter_config(path: str | Path) -> dict:
         raise WeightsError(f"adapter config not found: {cfg_path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"adapter config {cfg_path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # a folder in its place, no permission, ...
+        raise WeightsError(f"adapter config {cfg_path} cannot be read: {exc.strerror or exc}") from None
+    if not isinstance(cfg, dict):
+        raise WeightsError(f"adapter config {cfg_path} must hold a JSON object, got {type(cfg).__name__}")
     missing = [k for k in ("method", "backbone", "tasks", "hparams") if k not in cfg]
     if missing:
         raise WeightsError(f"adapter config {cfg_path} lacks key(s) {', '.join(missing)}")
@@ -78,11 +84,30 @@ def read_adapter_config(path: str | Path) -> dict:
 def model_from_adapter(path: str | Path, pretrained: str | Path | None = None) -> MultiTaskModel:
     """Rebuild the model an adapter file was trained with, on a base backbone, and load the file."""
     cfg = read_adapter_config(path)
-    tasks: list[TaskSpec] = resolve_tasks(cfg["tasks"], cfg.get("task_channels"))
-    model = MultiTaskModel(cfg["backbone"], cfg["method"], tasks, pretrained=pretrained,
-                           img_size=cfg.get("img_size"), **cfg["hparams"])
+    if _typed(cfg, "backbone", str, path) not in BACKBONES:  # said here: the backbone's own error names no file
+        raise WeightsError(f"adapter {path}: unknown backbone {cfg['backbone']!r}; choose from {', '.join(BACKBONES)}")
+    try:
+        tasks: list[TaskSpec] = resolve_tasks(_typed(cfg, "tasks", list, path),
+                                              _typed(cfg, "task_channels", dict, path, None))
+        model = MultiTaskModel(_typed(cfg, "backbone", str, path), _typed(cfg, "method", str, path), tasks,
+                               pretrained=pretrained, img_size=_typed(cfg, "img_size", int, path, None),
+                               decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
+                               **_typed(cfg, "hparams", dict, path))
+    except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
+        raise WeightsError(f"adapter {path} describes a model that cannot be built: {exc}") from None
     load_adapter(model, path)
     return model
+
+
+def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = ...) -> object:
+    """``cfg[key]`` checked against ``typ`` (``default`` when absent or null, if one is given)."""
+    value = cfg.get(key)
+    if value is None and default is not ...:
+        return default
+    if not isinstance(value, typ) or isinstance(value, bool):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise WeightsError(f"adapter {path}: {key!r} must be a {typ.__name__}, got {shown}")
+    return value
 
 
 def load_adapter(model: MultiTaskModel, path: str | Path) -> None:

@@ -13,8 +13,10 @@ For a Swin block with tokens ``x`` (N x d), frozen attention and MLP::
 
 ``mean_t(o_t) = (u * mean(gamma) + mean(beta)) @ W_up + b_up``, so the main stream costs one
 up-projection whatever T is. At a tap the T task streams differ from the main stream by
-``s * ((u * (gamma_t - mean gamma) + (beta_t - mean beta)) @ W_up)``: one batched matmul over a
-(T, B, N, k) tensor, never a Python loop over tasks. Lite ties ``W_up = W_down^T`` (one
+``s * ((u * (gamma_t - mean gamma) + (beta_t - mean beta)) @ W_up)``, never a Python loop over
+tasks. The k-vectors scale the small (d, k) weight rather than the (B, N, k) activations,
+``(u * g + b) @ W^T = u @ (W * g)^T + W @ b``, so the T offsets are one matmul of ``u`` against
+T stacked (d, k) weights and no (T, B, N, k) tensor is ever made. Lite ties ``W_up = W_down^T`` (one
 parameter, the same storage); its biases stay separate. See DESIGN.md section 1.1.
 """
 
@@ -74,16 +76,22 @@ class VMTAdapter(nn.Module):
         return self.down.weight.t() if self.up_weight_own is None else self.up_weight_own
 
     def forward(self, z: torch.Tensor, with_tasks: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return ``s * mean_t(o_t)`` (B, N, d) and, if asked, the task offsets (T, B, N, d)."""
+        """Return ``s * mean_t(o_t)`` (B, N, d) and, if asked, the task offsets (T, B, N, d).
+
+        Scale, task vectors and biases are folded into the (d, k) weight and the bias (see the
+        module doc), so the activations see one matmul for the main stream and one for all tasks.
+        """
         u = self.act(self.down(z))  # B, N, k
+        w = self.scale * self.up_weight  # d, k
         g_mean, b_mean = self.gamma.mean(0), self.beta.mean(0)
-        main = self.scale * F.linear(u * g_mean + b_mean, self.up_weight, self.up_bias)
+        main = F.linear(u, w * g_mean, self.scale * self.up_bias + w @ b_mean)
         if not with_tasks:
             return main, None
-        dg = (self.gamma - g_mean)[:, None, None, :]  # T, 1, 1, k
-        db = (self.beta - b_mean)[:, None, None, :]
-        offsets = self.scale * F.linear(u.unsqueeze(0) * dg + db, self.up_weight)  # T, B, N, d
-        return main, offsets
+        num_tasks, dim = self.gamma.shape[0], w.shape[0]
+        w_tasks = w * (self.gamma - g_mean)[:, None, :]  # T, d, k
+        b_tasks = (self.beta - b_mean) @ w.t()  # T, d
+        offsets = F.linear(u, w_tasks.flatten(0, 1), b_tasks.flatten())  # B, N, T * d
+        return main, offsets.unflatten(-1, (num_tasks, dim)).movedim(-2, 0)  # T, B, N, d (a view)
 
 
 class ParallelMLP(nn.Module):
