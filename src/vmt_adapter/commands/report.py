@@ -62,7 +62,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False) -> s
     if any(row["dm"] is not None for row in rows):
         headers.append("dm (%) ↑")
         for line, row in zip(cells, rows):
-            line.append(f"{row['dm']:+.2f}")
+            line.append("-" if row["dm"] is None else f"{row['dm']:+.2f}")
     if any(row["trainable"] is not None for row in rows):
         headers.append("trainable (M)")
         for line, row in zip(cells, rows):

@@ -1,0 +1,48 @@
+"""``vmt benchmark``: train every method under one budget on a suite and tabulate quality and cost."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from ..engine.benchmark import SUITES, run_benchmark
+from ..models.adapters import METHODS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("benchmark", help="train every method under one budget and seed, write a results table",
+                       description="Trains each method (default: all) on the suite's config with only model.method "
+                       "changed, evaluates, and writes OUT/results.json and OUT/results.md (per-task metrics, dm vs "
+                       "st-full, trainable parameters, wall time, peak memory). Finished methods are reused, "
+                       "half-finished ones resumed.")
+    p.add_argument("--suite", choices=list(SUITES), default="synth")
+    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    p.add_argument("--out", default=None, help="benchmark directory (default: runs/benchmark-SUITE)")
+    p.add_argument("--methods", help=f"comma-separated, default all: {','.join(METHODS)}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key for every method (repeatable)")
+    p.add_argument("--no-subprocess", action="store_true",
+                   help="train in this process (faster start; CPU peak memory is then not measured)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def command_line(args: argparse.Namespace, out: str) -> str:
+    """The invocation with every option explicit, for the report (same effect as what was typed)."""
+    parts = ["vmt", "benchmark", "--suite", args.suite, "--out", out]
+    parts += ["--steps", str(args.steps)] if args.steps is not None else []
+    parts += ["--methods", args.methods] if args.methods else []
+    for item in args.overrides:
+        parts += ["--set", item]
+    parts += ["--no-subprocess"] * args.no_subprocess
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or f"runs/benchmark-{args.suite}"
+    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    rows = run_benchmark(args.suite, Path(out), methods, overrides, isolated=not args.no_subprocess,
+                         progress=not args.no_progress, command=command_line(args, out))
+    return 1 if any(row["error"] for row in rows) else 0  # the table is written either way
