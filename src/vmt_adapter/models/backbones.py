@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def load_weights(model: SwinTransformer, path: str | Path) -> None:
     A classifier head in the file is ignored when the model has none; any other missing or
     unexpected key is an error that counts them and names a few.
     """
-    state = checkpoint_filter_fn(read_state_dict(path), model)
+    with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
+        warnings.simplefilter("ignore", UserWarning)
+        state = checkpoint_filter_fn(read_state_dict(path), model)
     if not isinstance(model.head.fc, nn.Linear):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = model.state_dict()
