@@ -42,9 +42,9 @@ def _verdict(vmt: dict, base: dict) -> list[str]:
     lines = []
     for task, value in vmt["metrics"].items():
         spec, other = TASKS[task], base["metrics"][task]
-        better = value > other if spec.higher_is_better else value < other
-        lines.append(f"- {task}: VMT-Adapter {value:.2f} vs decoder-only {other:.2f} {spec.unit} "
-                     f"({'VMT-Adapter better' if better else 'decoder-only better or equal'})")
+        gain = (value - other) if spec.higher_is_better else (other - value)
+        verdict = "tie" if abs(gain) < 0.005 else "VMT-Adapter better" if gain > 0 else "decoder-only better"
+        lines.append(f"- {task}: VMT-Adapter {value:.2f} vs decoder-only {other:.2f} {spec.unit} ({verdict})")
     return lines
 
 
