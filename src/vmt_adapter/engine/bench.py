@@ -16,15 +16,20 @@ taps. One row per (method, T), each a median over ``repeats`` runs after ``warmu
 - ``decoders_fwd_ms``: the T decoders on precomputed taps, ``no_grad``, reported apart.
 - ``train_step_ms``: the whole model (decoders included) forward and backward, no optimiser step;
   ``img_per_s_train`` derives from it and ``img_per_s_infer`` from ``fwd_ms + decoders_fwd_ms``.
+- ``train_peak_mem_mb``: peak memory of that whole-model step above what was allocated before it
+  (gradient buffers included); with ``weights_mb`` and ``adamw_state_mb`` (AdamW's two moment
+  buffers per trainable parameter, computed, not allocated) it gives a training footprint.
 
-Task sets are the first T of ``TASK_ORDER``; beyond six, specs repeat with unique names.
+Task sets are the first T of ``TASK_ORDER``; beyond six, specs repeat with unique names. All
+cases are built first and every kind of pass is timed round-robin over them, so that load from
+other processes during a run (a shared CPU) hits every case alike and the ratios stay fair.
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,7 +64,9 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
-            raise ConfigError("bench: batch and repeats must be >= 1 and warmup >= 0")
+            raise ConfigError(f"bench: batch ({self.batch}) and repeats ({self.repeats}) must be >= 1, "
+                              f"warmup ({self.warmup}) >= 0")
+        self.methods = tuple(FROZEN if m == Method.name else m for m in self.methods)
         if not self.task_counts or min(self.task_counts) < 1:
             raise ConfigError(f"bench: task counts must be positive integers, got {self.task_counts}")
         known = benchmark_names()
@@ -81,105 +88,145 @@ def bench_tasks(count: int) -> list[TaskSpec]:
     """The first ``count`` tasks of ``TASK_ORDER``; past six, the specs cycle with names ``<task>_<i>``."""
     if count <= len(TASK_ORDER):
         return [TASKS[n] for n in TASK_ORDER[:count]]
-    return [replace(TASKS[TASK_ORDER[i % len(TASK_ORDER)]], name=f"{TASK_ORDER[i % len(TASK_ORDER)]}_{i}")
-            for i in range(count)]
-
-
-def median_ms(device: torch.device, fn: Callable[[], None], repeats: int, warmup: int,
-              before: Callable[[], None] = lambda: None) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after ``warmup``; ``before`` runs untimed each time."""
-    for _ in range(warmup):
-        before()
-        fn()
-    times = []
-    for _ in range(repeats):
-        before()
-        with timer(device) as out:
-            fn()
-        times.append(out[0])
-    return statistics.median(times)
+    cycled = [TASKS[TASK_ORDER[i % len(TASK_ORDER)]] for i in range(count)]
+    return [replace(spec, name=f"{spec.name}_{i}") for i, spec in enumerate(cycled)]
 
 
 def load_1min() -> float | None:
-    """The 1-minute load average, recorded with each row because other processes skew CPU timings."""
+    """The 1-minute load average, recorded with the rows because other processes skew CPU timings."""
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def measure(cfg: BenchConfig, method: str, count: int) -> dict:
-    """One row: build the model for ``count`` tasks, then time and measure it (see the module doc)."""
+class Case:
+    """One (method, T) model and input, with the passes that are timed (see the module doc)."""
+
+    def __init__(self, cfg: BenchConfig, method: str, count: int, device: torch.device) -> None:
+        self.method, self.count, self.device, self.precision = method, count, device, cfg.precision
+        self.size = cfg.size or default_size(cfg.backbone)
+        torch.manual_seed(0)
+        self.model = MultiTaskModel(cfg.backbone, registry_name(method), bench_tasks(count), img_size=self.size)
+        self.model.to(device)
+        self.x = torch.randn(cfg.batch, 3, self.size, self.size, device=device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        if cfg.compile:
+            for module in (self.model.backbone.patch_embed, *self.model.backbone.layers,
+                           *self.model.decoders.values()):
+                module.compile()
+        self.has_backbone_grads = any(p.requires_grad for p in self.model.backbone.parameters())
+        self.maps: list[torch.Tensor] = []
+
+    def taps(self) -> list[torch.Tensor]:
+        return self.model.method.taps(self.model.backbone, self.x)
+
+    def forward(self) -> None:
+        with torch.no_grad(), autocast(self.device, self.precision):
+            self.taps()
+
+    def forward_backward(self) -> None:
+        with autocast(self.device, self.precision):
+            loss = sum(t.float().mean() for t in self.taps())
+        loss.backward()
+
+    def keep_taps(self) -> None:
+        with torch.no_grad(), autocast(self.device, self.precision):
+            self.maps = self.taps()
+
+    def decoders(self) -> None:
+        """The T decoders on the kept taps, routed as ``MultiTaskModel.forward`` routes them."""
+        with torch.no_grad(), autocast(self.device, self.precision):
+            for i, name in enumerate(self.model.task_names):
+                self.model.decoders[name]([m[i if m.shape[0] > 1 else 0] for m in self.maps], (self.size, self.size))
+
+    def train_step(self) -> None:
+        with autocast(self.device, self.precision):
+            loss = sum(o.float().mean() for o in self.model(self.x).values())
+        loss.backward()
+
+    def clear_grads(self) -> None:
+        self.model.zero_grad(set_to_none=True)
+
+    def peak_memory(self) -> float:
+        """Peak of the backbone's part of a training step: fwd+bwd, or the no_grad forward if frozen."""
+        self.clear_grads()
+        return step_peak_memory_mb(self.device, self.forward_backward if self.has_backbone_grads else self.forward)
+
+    def train_peak_memory(self) -> float:
+        self.clear_grads()
+        return step_peak_memory_mb(self.device, self.train_step)
+
+
+def interleaved_medians(device: torch.device, fns: list[Callable[[], None]], repeats: int, warmup: int,
+                        before: list[Callable[[], None]]) -> list[float]:
+    """Median ms of each ``fn``; the timed runs go round-robin over all of them so that a change in
+    machine load during the run hits every case alike. ``before`` runs untimed ahead of each call."""
+    for fn, prep in zip(fns, before):
+        for _ in range(warmup):
+            prep()
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, prep, out in zip(fns, before, times):
+            prep()
+            with timer(device) as t:
+                fn()
+            out.append(t[0])
+    return [statistics.median(t) for t in times]
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -> list[dict]:
+    """One row per (method, T), in that order. Every case is built first, then each kind of pass is
+    timed over all cases together (``interleaved_medians``), so ratios between cases are fair."""
     device = pick_device(cfg.device)
-    size = cfg.size or default_size(cfg.backbone)
-    load = load_1min()
-    torch.manual_seed(0)
-    model = MultiTaskModel(cfg.backbone, registry_name(method), bench_tasks(count), img_size=size).to(device)
-    x = torch.randn(cfg.batch, 3, size, size, device=device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    if cfg.compile:
-        for module in (model.backbone.patch_embed, *model.backbone.layers, *model.decoders.values()):
-            module.compile()
-    trains_backbone = any(p.requires_grad for p in model.backbone.parameters())
+    load_start = load_1min()
+    cases = [Case(cfg, m, t, device) for m in cfg.methods or benchmark_names() for t in cfg.task_counts]
+    nothing = [lambda: None] * len(cases)
+    clear = [c.clear_grads for c in cases]
+    trained = [c for c in cases if c.has_backbone_grads]
 
-    def taps() -> list[torch.Tensor]:
-        return model.method.taps(model.backbone, x)
+    def set_mode(train: bool) -> None:
+        for c in cases:
+            c.model.train(train)
 
-    def forward() -> None:
-        with torch.no_grad(), autocast(device, cfg.precision):
-            taps()
-
-    def forward_backward() -> None:
-        with autocast(device, cfg.precision):
-            loss = sum(t.float().mean() for t in taps())
-        loss.backward()
-
-    def train_step() -> None:
-        with autocast(device, cfg.precision):
-            loss = sum(o.float().mean() for o in model(x).values())
-        loss.backward()
-
-    def clear_grads() -> None:
-        model.zero_grad(set_to_none=True)
-
-    with torch.no_grad(), autocast(device, cfg.precision):
-        model.eval()
-        maps = taps()
-
-    def decoders() -> None:  # as MultiTaskModel.forward routes taps, decoders only
-        with torch.no_grad(), autocast(device, cfg.precision):
-            for i, name in enumerate(model.task_names):
-                model.decoders[name]([m[i if m.shape[0] > 1 else 0] for m in maps], (size, size))
-
-    fwd = median_ms(device, forward, cfg.repeats, cfg.warmup)
-    dec = median_ms(device, decoders, cfg.repeats, cfg.warmup)
-    del maps
-    model.train()
-    fwd_bwd = median_ms(device, forward_backward, cfg.repeats, cfg.warmup, clear_grads) if trains_backbone else None
-    clear_grads()
-    if trains_backbone:
-        peak = step_peak_memory_mb(device, forward_backward)
-    else:
-        model.eval()
-        peak = step_peak_memory_mb(device, forward)
-        model.train()
-    step = median_ms(device, train_step, cfg.repeats, cfg.warmup, clear_grads)
-    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    return {
-        "method": method, "tasks": count, "fwd_ms": fwd, "fwd_bwd_ms": fwd_bwd, "peak_mem_mb": peak,
-        "device": str(device), "decoders_fwd_ms": dec, "train_step_ms": step,
-        "img_per_s_train": cfg.batch * 1000.0 / step, "img_per_s_infer": cfg.batch * 1000.0 / (fwd + dec),
-        "trainable_backbone_params": sum(p.numel() for p in model.backbone.parameters() if p.requires_grad),
-        "weights_mb": weights / 2**20, "backbone": cfg.backbone, "size": size, "batch": cfg.batch,
-        "precision": cfg.precision, "compile": cfg.compile, "channels_last": cfg.channels_last,
-        "threads": torch.get_num_threads(), "repeats": cfg.repeats, "warmup": cfg.warmup, "load_1min": load,
-    }
-
-
-def run_bench(cfg: BenchConfig) -> Iterator[dict]:
-    """Rows in (method, T) order, yielded as they are measured so a long run shows progress."""
-    for method in cfg.methods or benchmark_names():
-        for count in cfg.task_counts:
-            yield measure(cfg, method, count)
+    log(f"{len(cases)} cases built; timing forward")
+    set_mode(False)
+    fwd = interleaved_medians(device, [c.forward for c in cases], cfg.repeats, cfg.warmup, nothing)
+    log("timing decoders")
+    for c in cases:
+        c.keep_taps()
+    dec = interleaved_medians(device, [c.decoders for c in cases], cfg.repeats, cfg.warmup, nothing)
+    for c in cases:
+        c.maps = []
+    log("measuring peak memory")
+    for c in cases:
+        c.model.train(c.has_backbone_grads)  # frozen: the no_grad forward in eval mode
+    peak = [c.peak_memory() for c in cases]
+    set_mode(True)
+    train_peak = [c.train_peak_memory() for c in cases]
+    log("timing forward+backward")
+    fb = dict(zip(trained, interleaved_medians(device, [c.forward_backward for c in trained], cfg.repeats,
+                                               cfg.warmup, [c.clear_grads for c in trained])))
+    log("timing whole-model training steps")
+    step = interleaved_medians(device, [c.train_step for c in cases], cfg.repeats, cfg.warmup, clear)
+    load_end = load_1min()
+    rows = []
+    for c, f, d, p, s, tp in zip(cases, fwd, dec, peak, step, train_peak):
+        model = c.model
+        weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+        trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
+        rows.append({
+            "method": c.method, "tasks": c.count, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
+            "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
+            "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
+            "trainable_backbone_params": sum(q.numel() for q in model.backbone.parameters() if q.requires_grad),
+            "train_peak_mem_mb": tp, "weights_mb": weights / 2**20, "adamw_state_mb": 2 * trainable / 2**20,
+            "backbone": cfg.backbone, "size": c.size, "batch": cfg.batch,
+            "precision": cfg.precision, "compile": cfg.compile, "channels_last": cfg.channels_last,
+            "threads": torch.get_num_threads(), "repeats": cfg.repeats, "warmup": cfg.warmup,
+            "load_1min_start": load_start, "load_1min_end": load_end,
+        })
+    return rows
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:
@@ -200,9 +247,9 @@ COLUMNS = (  # field, header, width, number format
     ("method", "method", 12, ""), ("tasks", "T", 3, "d"), ("fwd_ms", "fwd ms", 9, ".1f"),
     ("fwd_bwd_ms", "fwd+bwd ms", 11, ".1f"), ("peak_mem_mb", "peak MB", 8, ".1f"),
     ("decoders_fwd_ms", "dec fwd ms", 11, ".1f"), ("train_step_ms", "step ms", 9, ".1f"),
+    ("train_peak_mem_mb", "step MB", 8, ".1f"),
     ("img_per_s_train", "img/s train", 12, ".1f"), ("img_per_s_infer", "img/s infer", 12, ".1f"),
     ("fwd_bwd_vs_min_t", "fb/T_min", 9, ".2f"), ("fwd_vs_frozen", "fwd/frozen", 11, ".2f"),
-    ("load_1min", "load", 5, ".1f"),
 )
 
 
@@ -232,14 +279,14 @@ def plot(rows: list[dict], path: str | Path) -> None:
             pts = [(r["tasks"], r[field]) for r in rows if r["method"] == method and r[field] is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=method)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xticks(counts, [str(c) for c in counts])  # linear T axis: O(T) cost shows as a straight line
         ax.set_xlabel("tasks T")
         ax.set_ylabel("ms per batch (backbone + adapters)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     r0 = rows[0]
-    fig.suptitle(f"{r0['backbone']} {r0['size']} px, batch {r0['batch']}, {r0['device']}, {r0['precision']}")
+    fig.suptitle(f"{r0['backbone']} {r0['size']} px, batch {r0['batch']}, {r0['device']} ({r0['threads']} threads), "
+                 f"{r0['precision']}, median of {r0['repeats']}")
     fig.savefig(path, dpi=120)
     plt.close(fig)

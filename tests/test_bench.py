@@ -1,0 +1,47 @@
+"""``vmt bench``: the output format on a tiny run (timings themselves are benchmarks, not tests)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vmt_adapter.cli import main
+from vmt_adapter.engine.bench import FROZEN, bench_tasks, benchmark_names
+
+NUMBERS = ("fwd_ms", "peak_mem_mb", "decoders_fwd_ms", "train_step_ms", "img_per_s_train", "img_per_s_infer")
+
+
+def test_json_rows_and_plot(tmp_path, capsys) -> None:
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    args = ["bench", "--backbone", "swin_nano", "--size", "64", "--batch", "1", "--tasks", "1,2",
+            "--methods", "vmt,frozen", "--repeats", "1", "--warmup", "0", "--device", "cpu",
+            "--json", str(out), "--plot", str(png)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["tasks"]) for r in rows] == [("vmt", 1), ("vmt", 2), (FROZEN, 1), (FROZEN, 2)]
+    for r in rows:
+        assert r["device"] == "cpu" and (r["backbone"], r["size"], r["batch"]) == ("swin_nano", 64, 1)
+        for field in NUMBERS:
+            assert isinstance(r[field], float) and r[field] > 0, field
+        assert isinstance(r["fwd_vs_frozen"], float)
+    vmt, frozen = rows[:2], rows[2:]
+    assert all(isinstance(r["fwd_bwd_ms"], float) and r["fwd_bwd_ms"] > 0 for r in vmt)
+    assert all(r["fwd_bwd_ms"] is None and r["fwd_bwd_vs_min_t"] is None for r in frozen)
+    assert vmt[0]["fwd_bwd_vs_min_t"] == 1.0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "fwd+bwd ms" in table and table.count("\nvmt ") == 2
+
+
+def test_task_sets_beyond_six_are_unique() -> None:
+    specs = bench_tasks(8)
+    assert len({s.name for s in specs}) == 8
+    assert [s.name for s in bench_tasks(2)] == ["semseg", "human_parts"]
+    assert FROZEN in benchmark_names() and "vmt" in benchmark_names()
+
+
+@pytest.mark.parametrize("bad", [["--methods", "nope"], ["--tasks", "0"], ["--tasks", "x"]])
+def test_bad_arguments_are_refused(bad: list[str], capsys) -> None:
+    assert main(["bench", *bad]) == 2
+    assert "vmt bench: error:" in capsys.readouterr().err
