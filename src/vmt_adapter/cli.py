@@ -19,13 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"vmt_adapter.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"vmt_adapter.commands.{name}":
-                raise
-            continue  # a command whose module is not written yet is simply absent
-        module.register(sub)
+        importlib.import_module(f"vmt_adapter.commands.{name}").register(sub)
     return parser
 
 
