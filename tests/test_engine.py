@@ -129,3 +129,18 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys) -> None:
 def test_config_round_trip() -> None:
     cfg = load_config(CONFIG, ["train.steps=7", "model.hparams={rank: 4}"])
     assert cfg.train.steps == 7 and cfg.model.hparams == {"rank": 4} and cfg.model.method == "vmt"
+
+
+def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--no-progress"]
+    for item in TINY + ["train.steps=2", "train.warmup_steps=1"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    report = (out / "report.md").read_text()
+    assert "| vmt |" in report and "| decoder-only |" in report and "val_0_panel.png" in report
+    assert (out / "predictions" / "val_0_panel.png").exists()
+    stamp = (out / "vmt" / "eval.json").stat().st_mtime
+    assert main(args) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert (out / "vmt" / "eval.json").stat().st_mtime == stamp

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..commands.eval import load_run
 from ..commands.report import build_rows, format_table
 from ..data import build_dataset
 from ..device import pick_device
@@ -62,8 +63,6 @@ def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | No
         path.parent.mkdir(exist_ok=True)
         Image.fromarray(val.raw(i)["image"]).save(path)
         images.append(path)
-    from ..commands.eval import load_run  # the same loading path as `vmt predict`
-
     _, model = load_run(out / "vmt", overrides or [])
     device = pick_device(cfg.device)
     panels = predict_files(model.to(device), images, out / "predictions", device)
