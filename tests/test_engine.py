@@ -144,3 +144,17 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -
     assert main(args) == 0
     assert "already finished" in capsys.readouterr().out
     assert (out / "vmt" / "eval.json").stat().st_mtime == stamp
+
+
+def test_pretrain_writes_loadable_fp16_weights(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from vmt_adapter.models.backbones import build_backbone
+
+    out = tmp_path / "nano.safetensors"
+    assert main(["pretrain", "--out", str(out), "--size", "64", "--num", "8", "--steps", "2", "--batch-size", "4"]) == 0
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["objective"] == "synth multi-label"
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
+        assert not any(k.startswith("head.") for k in f.keys())
+    build_backbone("swin_nano", pretrained=out, img_size=64)  # every key fits the backbone
