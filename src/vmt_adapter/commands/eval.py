@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import build_dataset
 from ..device import seed_everything
 from ..engine import distributed as ddp
 from ..engine.config import load_config
-from ..engine.evaluate import evaluate
-from ..engine.loader import eval_loader
+from ..engine.evaluate import evaluate_split
 from ..engine.results import write_eval
 from ..engine.train import build_model
 from ..errors import ConfigError
@@ -47,11 +45,7 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or cfg.eval.split
     info = ddp.setup(cfg.device)
     model.to(info.device)
-    data = build_dataset(cfg.data.name, cfg.data.root, split, cfg.tasks, None if cfg.eval.full_res else cfg.data.size,
-                         train=False, seed=cfg.seed, num=cfg.data.num_val or None)
-    loader = eval_loader(data, 1 if cfg.eval.full_res else cfg.eval.batch_size, info.rank, info.world_size,
-                         cfg.data.workers)
-    details = evaluate(model, loader, model.tasks, info.device, cfg.train.precision, progress=info.is_main)
+    details = evaluate_split(model, model.tasks, cfg, split, info, progress=info.is_main)
     if info.is_main:
         result = write_eval(run_dir, model, details, cfg, step=-1, split=split)
         print(format_metrics(result))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..fileio import atomic_write
 from ..models.backbones import describe_load_error
 
 LAST, PREV = "last.pt", "prev.pt"
@@ -25,15 +26,6 @@ KEYS = ("step", "skipped", "model", "optimizer", "scheduler", "config")  # what 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
@@ -47,8 +39,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
             os.replace(run_dir / (LAST + ".sha256"), run_dir / (PREV + ".sha256"))
         else:  # killed between last.pt and its checksum: never pair prev.pt with an older file's checksum
             (run_dir / (PREV + ".sha256")).unlink(missing_ok=True)
-    _write_atomic(last, data)
-    _write_atomic(run_dir / (LAST + ".sha256"), _digest(data).encode())
+    atomic_write(last, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(run_dir / (LAST + ".sha256"), lambda tmp: Path(tmp).write_text(_digest(data)))
     return last
 
 

@@ -7,8 +7,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..data import build_dataset
 from ..device import autocast
 from ..tasks import TaskSpec
+from .config import RunConfig
+from .distributed import DistInfo
+from .loader import eval_loader
 from .metrics import build_meters, headline
 
 
@@ -37,3 +41,13 @@ def evaluate(model: nn.Module, loader: DataLoader, tasks: list[TaskSpec], device
 
 def headlines(tasks: list[TaskSpec], details: dict[str, dict[str, float]]) -> dict[str, float]:
     return {spec.name: headline(spec, details[spec.name]) for spec in tasks}
+
+
+def evaluate_split(model: nn.Module, tasks: list[TaskSpec], cfg: RunConfig, split: str, info: DistInfo,
+                   progress: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluate on ``split`` of the config's dataset, at ``data.size`` or (``eval.full_res``) the original size."""
+    data = build_dataset(cfg.data.name, cfg.data.root, split, cfg.tasks, None if cfg.eval.full_res else cfg.data.size,
+                         train=False, seed=cfg.seed, num=cfg.data.num_val or None)
+    loader = eval_loader(data, 1 if cfg.eval.full_res else cfg.eval.batch_size, info.rank, info.world_size,
+                         cfg.data.workers)
+    return evaluate(model, loader, tasks, info.device, cfg.train.precision, progress)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
+from .evaluate import headlines
 from .score import multi_task_score, resolve_reference
 
 
@@ -17,7 +18,7 @@ def _finite(x: float) -> float | None:
 
 def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str, float]], cfg: RunConfig,
                step: int, split: str | None = None) -> dict:
-    metrics = {spec.name: details[spec.name][spec.headline] for spec in model.tasks}
+    metrics = headlines(model.tasks, details)
     reference = cfg.eval.reference
     dm = multi_task_score(metrics, resolve_reference(reference)) if reference else None
     result = {

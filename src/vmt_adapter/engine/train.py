@@ -23,8 +23,8 @@ from ..tasks import resolve_tasks
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, save_config
-from .evaluate import evaluate, move
-from .loader import eval_loader, train_loader
+from .evaluate import evaluate_split, headlines, move
+from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
 from .optim import param_groups, warmup_cosine
 from .results import write_eval
@@ -135,14 +135,6 @@ class Trainer:
                 elif key != "step":
                     writer.add_scalar(key, value, record["step"])
 
-    def _evaluate(self, split: str) -> dict:
-        c = self.cfg
-        data = build_dataset(c.data.name, c.data.root, split, c.tasks, None if c.eval.full_res else c.data.size,
-                             train=False, seed=c.seed, num=c.data.num_val or None)
-        loader = eval_loader(data, 1 if c.eval.full_res else c.eval.batch_size, self.info.rank,
-                             self.info.world_size, c.data.workers)
-        return evaluate(self.model, loader, self.tasks, self.info.device, c.train.precision, self.progress)
-
     def fit(self) -> dict | None:
         c, t = self.cfg, self.cfg.train
         if self.info.is_main:
@@ -216,9 +208,8 @@ class Trainer:
                 self._log(record, writer)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{rate:.1f}")
             if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                details = self._evaluate(c.eval.split)
-                self._log({"step": self.step, "eval": {k: v[s.headline] for (k, v), s in
-                                                         zip(details.items(), self.tasks)}}, writer)
+                details = evaluate_split(self.model, self.tasks, c, c.eval.split, self.info, self.progress)
+                self._log({"step": self.step, "eval": headlines(self.tasks, details)}, writer)
             if self.step % t.ckpt_every == 0 or self.step == t.steps or self.stop_signal is not None:
                 self.save()
             if self.stop_signal is not None:
@@ -231,7 +222,7 @@ class Trainer:
         """Adapter files, the final evaluation and ``eval.json``."""
         if self.info.is_main:
             save_adapter(self.model, self.run_dir)
-        details = self._evaluate(self.cfg.eval.split)
+        details = evaluate_split(self.model, self.tasks, self.cfg, self.cfg.eval.split, self.info, self.progress)
         result = None
         if self.info.is_main:
             result = write_eval(self.run_dir, self.model, details, self.cfg, self.step)

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 import torch
@@ -14,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import ConfigError, WeightsError
+from ..fileio import atomic_write
 from ..tasks import TaskSpec, resolve_tasks
 from .backbones import BACKBONES
 from .multitask import MultiTaskModel
@@ -37,27 +36,13 @@ def adapter_config(model: MultiTaskModel) -> dict:
     }
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    # Not mkstemp: its 0600 mode would survive the rename and hide the adapter from other users (umask applies here).
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_adapter(model: MultiTaskModel, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
-    _atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     text = json.dumps(adapter_config(model), indent=2)
-    _atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return out
 
 

@@ -1,0 +1,22 @@
+"""Atomic file writes, shared by adapter files and training checkpoints."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, fsync, then rename: a crash never leaves half a file."""
+    # Not mkstemp: its 0600 mode would survive the rename and hide the file from other users (umask applies here).
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
