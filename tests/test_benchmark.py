@@ -10,7 +10,7 @@ from pathlib import Path
 from vmt_adapter.cli import main
 from vmt_adapter.models.adapters import METHODS
 
-TINY = ["model.pretrained=", "data.size=64", "data.num_train=16", "data.num_val=4", "model.bottleneck=16",
+TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=16", "data.num_val=4", "model.bottleneck=16",
         "train.batch_size=2", "train.log_every=1", "eval.batch_size=4"]
 
 
@@ -27,9 +27,12 @@ def mtimes(run: Path) -> dict[str, int]:
 def test_every_method_trains_and_resume_skips_finished_runs(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     assert benchmark(out, "--steps", "2") == 0
-    rows = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in rows] == list(METHODS)
-    for row in rows:
+    summary = json.loads((out / "results.json").read_text())
+    rows, per_seed = summary["rows"], summary["per_seed"]["0"]
+    assert [r["method"] for r in rows] == [r["method"] for r in per_seed] == list(METHODS)
+    assert summary["prior"]["name"] == "prior" and set(summary["prior"]["metrics"]) == set(rows[0]["metrics"])
+    assert (out / "dm_vs_params.png").stat().st_size > 0
+    for row in per_seed:
         run = Path(row["run_dir"])
         losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert len(losses) == 2 and all(map(math.isfinite, losses)), row["method"]
@@ -41,16 +44,18 @@ def test_every_method_trains_and_resume_skips_finished_runs(tmp_path: Path) -> N
     assert by_method["st-full"]["dm"] == 0.0
     assert by_method["decoder-only"]["adapter_params"] == 0 < by_method["vmt"]["adapter_params"]
     markdown = (out / "results.md").read_text()
-    assert all(f"| {m} |" in markdown for m in METHODS) and "vmt benchmark --suite synth" in markdown
+    assert all(f"| {m} |" in markdown for m in [*METHODS, "prior"]) and "vmt benchmark --suite synth" in markdown
+    assert "Kendall tau" in markdown and summary["kendall_tau"]["methods"] == len(METHODS)
 
     # Second call: finished methods are read back untouched; a half-finished one (no eval.json) is resumed.
-    (out / "lora" / "eval.json").unlink()
-    before = {m: mtimes(out / m) for m in METHODS if m != "lora"}
+    seed0 = out / "seed-0"
+    (seed0 / "lora" / "eval.json").unlink()
+    before = {m: mtimes(seed0 / m) for m in METHODS if m != "lora"}
     start = time.perf_counter()
     assert benchmark(out, "--steps", "2") == 0
     assert time.perf_counter() - start < 30
-    assert {m: mtimes(out / m) for m in before} == before
-    again = {r["method"]: r for r in json.loads((out / "results.json").read_text())}
+    assert {m: mtimes(seed0 / m) for m in before} == before
+    again = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert again["lora"]["resumed"] and again["lora"]["metrics"] == by_method["lora"]["metrics"]
     assert again["vmt"] == by_method["vmt"]
 
@@ -65,6 +70,26 @@ def test_a_finished_run_with_another_budget_is_refused(tmp_path: Path, capsys) -
 def test_a_failing_method_is_reported_not_fatal(tmp_path: Path) -> None:
     out = tmp_path / "bench"
     assert benchmark(out, "--methods", "vmt", "--steps", "1", extra=("model.hparams={bogus: 1}",)) == 1
-    (row,) = json.loads((out / "results.json").read_text())
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert "bogus" in row["error"] and row["metrics"] == {}
     assert "vmt failed" in (out / "results.md").read_text()
+
+
+def test_seeds_give_mean_and_std_and_parallel_jobs_match(tmp_path: Path) -> None:
+    """Two seeds in two parallel child processes: each row's mean and std are those of its two seeds' runs."""
+    import statistics
+
+    sets = [arg for item in TINY for arg in ("--set", item)]
+    args = ["benchmark", "--suite", "synth", "--out", str(tmp_path / "b"), "--methods", "decoder-only,st-full",
+            "--steps", "1", "--seeds", "2", "--jobs", "2", "--no-progress", *sets]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "b" / "results.json").read_text())
+    for i, row in enumerate(summary["rows"]):
+        runs = [summary["per_seed"][s][i] for s in ("0", "1")]
+        for task, mean in row["metrics"].items():
+            values = [r["metrics"][task] for r in runs]
+            assert math.isclose(mean, sum(values) / 2) and math.isclose(row["metrics_std"][task], statistics.stdev(values))
+        assert row["seeds"] == [0, 1]
+    assert summary["rows"][1]["dm"] == 0.0  # st-full against itself, seed by seed
+    for seed in (0, 1):
+        assert json.loads((tmp_path / "b" / f"seed-{seed}" / "decoder-only" / "eval.json").read_text())["step"] == 1

@@ -16,11 +16,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vmt_adapter.cli import main
+from vmt_adapter.data.synth import VERSION
 from vmt_adapter.engine.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synth-vmt.yaml"
-TINY = ["model.pretrained=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.bottleneck=16",
+TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.bottleneck=16",
         "train.batch_size=4", "train.log_every=1", "eval.batch_size=8"]
 
 
@@ -134,27 +135,61 @@ def test_config_round_trip() -> None:
 def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--no-progress"]
-    for item in TINY + ["train.steps=2", "train.warmup_steps=1"]:
+    for item in TINY + ["train.steps=2", "train.warmup_steps=1", f"data.cache_dir={tmp_path / 'cache'}"]:
         args += ["--set", item]
     assert main(args) == 0
     report = (out / "report.md").read_text()
-    assert "| vmt |" in report and "| decoder-only |" in report and "val_0_panel.png" in report
-    assert (out / "predictions" / "val_0_panel.png").exists()
+    assert "| vmt |" in report and "| decoder-only |" in report and "| prior |" in report
+    rows = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in rows] == ["vmt", "decoder-only", "prior"]
+    assert all(set(r["metrics"]) == {"semseg", "human_parts", "sal", "normals"} and "dm" in r for r in rows)
+    assert rows[2]["trainable"] == 0
+    assert (out / "predictions" / "val_0_compare.png").exists() and "val_0_compare.png" in report
     stamp = (out / "vmt" / "eval.json").stat().st_mtime
     assert main(args) == 0
     assert "already finished" in capsys.readouterr().out
     assert (out / "vmt" / "eval.json").stat().st_mtime == stamp
 
 
-def test_pretrain_writes_loadable_fp16_weights(tmp_path: Path) -> None:
+def test_pretrain_writes_loadable_fp16_weights_and_its_loss_falls(tmp_path: Path) -> None:
+    """Dense pretraining on 4 scenes for 40 steps memorises them: the loss must fall well below its start."""
     from safetensors import safe_open
 
     from vmt_adapter.models.backbones import build_backbone
 
-    out = tmp_path / "nano.safetensors"
-    assert main(["pretrain", "--out", str(out), "--size", "64", "--num", "8", "--steps", "2", "--batch-size", "4"]) == 0
+    out, run = tmp_path / "nano.safetensors", tmp_path / "run"
+    sets = ["data.size=64", "data.num_train=4", "data.num_val=4", "train.batch_size=4", "train.log_every=1",
+            "train.warmup_steps=5", "data.cache_dir=" + str(tmp_path / "cache"), "train.lr=2e-3"]
+    args = ["pretrain", "--run", str(run), "--out", str(out), "--steps", "40", "--no-progress"]
+    assert main(args + [a for item in sets for a in ("--set", item)]) == 0
     with safe_open(str(out), "pt") as f:
-        assert f.metadata()["objective"] == "synth multi-label"
+        meta = f.metadata()
+        assert meta["objective"] == "dense: depth, edge, coarse_shape" and meta["dataset_version"] == VERSION
         assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
         assert not any(k.startswith("head.") for k in f.keys())
     build_backbone("swin_nano", pretrained=out, img_size=64)  # every key fits the backbone
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
+              if "loss" in json.loads(line)]
+    assert len(losses) == 40 and min(losses[-5:]) < 0.7 * max(losses[:5])
+    assert (run / "loss.png").stat().st_size > 0
+
+
+def test_pretrain_refuses_downstream_scenes(tmp_path: Path, capsys) -> None:
+    args = ["pretrain", "--run", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors"), "--steps", "1",
+            "--set", "data.train_split=train"]
+    assert main(args) == 2
+    assert "must not read the downstream" in capsys.readouterr().err
+
+
+def test_shipped_weights_load_into_the_backbone_they_name() -> None:
+    from safetensors import safe_open
+
+    from vmt_adapter.models.backbones import build_backbone, resolve_weights
+
+    path = resolve_weights("builtin:swin_nano_synth")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert meta["dataset_version"] == VERSION and meta["split"] == "pretrain"
+    backbone = build_backbone(meta["backbone"], pretrained="builtin:swin_nano_synth", img_size=int(meta["size"]))
+    weights = load_file(str(path))
+    assert torch.equal(backbone.state_dict()["patch_embed.proj.weight"], weights["patch_embed.proj.weight"].float())

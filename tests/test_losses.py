@@ -50,7 +50,7 @@ def test_depth_l1_over_positive_targets() -> None:
 
 def _outputs(requires_grad: bool, zero: bool = False) -> dict[str, torch.Tensor]:
     make = torch.zeros if zero else torch.randn
-    shapes = {"semseg": 21, "human_parts": 7, "sal": 1, "normals": 3, "depth": 1, "edge": 1}
+    shapes = {"semseg": 21, "human_parts": 7, "sal": 1, "normals": 3, "depth": 1, "edge": 1, "coarse_shape": 4}
     return {name: make(2, c, 4, 4, requires_grad=requires_grad) for name, c in shapes.items()}
 
 
@@ -61,6 +61,7 @@ def _ignored_batch() -> dict[str, torch.Tensor]:
         "human_parts": ignore,
         "sal": ignore,
         "edge": ignore,
+        "coarse_shape": ignore,
         "normals": torch.zeros(2, 3, 4, 4),
         "depth": torch.zeros(2, 1, 4, 4),
     }

@@ -130,7 +130,7 @@ def test_normals_and_depth_geometry() -> None:
 
 
 def test_splits_disjoint() -> None:
-    assert set(SPLITS) == {"train", "val", "pretrain"}
+    assert set(SPLITS) == {"train", "val", "pretrain", "pretrain-val"}
     ranges = sorted(SPLITS.values(), key=lambda r: r.start)
     for a, b in zip(ranges, ranges[1:]):
         assert a.step == 1 and a.stop <= b.start
@@ -145,7 +145,7 @@ def test_unknown_task_and_split() -> None:
 
 def test_dataset_items(tmp_path) -> None:
     ds = SynthScenes("val", tasks=("semseg", "human_parts", "sal", "normals", "depth", "edge"), size=SIZE, num=3)
-    assert len(ds) == 3 and ds.task_channels == {"semseg": len(SYNTH_CLASSES)}
+    assert len(ds) == 3 and ds.task_channels == {"semseg": len(SYNTH_CLASSES), "coarse_shape": 4}
     item = ds[1]
     assert item["id"] == "synth_val_000001"
     assert item["image"].shape == (3, SIZE, SIZE) and item["image"].dtype == torch.float32
@@ -170,3 +170,21 @@ def test_dataset_items(tmp_path) -> None:
     np.testing.assert_array_equal(again["image"], render_sample(0, 0, SIZE)["image"])
     with pytest.raises(IndexError):
         cached.raw(2)
+
+
+def test_coarse_shape_groups_the_classes_along_another_line() -> None:
+    """The pretraining taxonomy, written out by hand: round solids, straight-edged or axial solids, the figure."""
+    by_hand = {"background": 0, "sphere": 1, "ellipsoid": 1, "box": 2, "cylinder": 2, "cone": 2, "figure": 3}
+    for index in range(4):
+        s = render_sample(0, index, SIZE)
+        for name, coarse in by_hand.items():
+            assert (s["coarse_shape"][s["semseg"] == SYNTH_CLASSES.index(name)] == coarse).all()
+
+
+def test_results_carry_the_dataset_version() -> None:
+    from vmt_adapter.data.synth import VERSION
+    from vmt_adapter.engine.config import load_config
+    from vmt_adapter.engine.prior import prior_result
+
+    assert VERSION.startswith("synthscenes-")
+    assert prior_result(load_config(None, ["data.size=32", "data.num_val=2", "data.cache_dir="]))["dataset_version"] == VERSION

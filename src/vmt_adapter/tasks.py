@@ -56,6 +56,8 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("normals", 3, "normals", 10.0, "mean", False, "deg"),
         TaskSpec("depth", 1, "depth", 1.0, "rmse", False, "m"),
         TaskSpec("edge", 1, "edge", 50.0, "loss", False, ""),
+        # Pretraining only (``vmt pretrain`` on SynthScenes): the coarse shape taxonomy.
+        TaskSpec("coarse_shape", 4, "classes", 1.0, "mIoU", True, "%"),
     )
 }
 

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from ..engine.benchmark import SUITES, run_benchmark
+from ..errors import ConfigError
 from ..models.adapters import METHODS
 
 
@@ -22,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", help=f"comma-separated, default all: {','.join(METHODS)}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for every method (repeatable)")
+    p.add_argument("--seeds", type=int, default=1, help="train every method with seeds 0..N-1 (default 1); "
+                   "the table gives mean ± std over them")
+    p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process with "
+                   "its share of the cores (default 1)")
     p.add_argument("--no-subprocess", action="store_true",
                    help="train in this process (faster start; CPU peak memory is then not measured)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -33,6 +38,8 @@ def command_line(args: argparse.Namespace, out: str) -> str:
     parts = ["vmt", "benchmark", "--suite", args.suite, "--out", out]
     parts += ["--steps", str(args.steps)] if args.steps is not None else []
     parts += ["--methods", args.methods] if args.methods else []
+    parts += ["--seeds", str(args.seeds)] if args.seeds != 1 else []
+    parts += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
     for item in args.overrides:
         parts += ["--set", item]
     parts += ["--no-subprocess"] * args.no_subprocess
@@ -43,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/benchmark-{args.suite}"
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     rows = run_benchmark(args.suite, Path(out), methods, overrides, isolated=not args.no_subprocess,
-                         progress=not args.no_progress, command=command_line(args, out))
+                         progress=not args.no_progress, command=command_line(args, out),
+                         seeds=list(range(args.seeds)), jobs=args.jobs)
     return 1 if any(row["error"] for row in rows) else 0  # the table is written either way

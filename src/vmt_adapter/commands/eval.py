@@ -5,14 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..device import seed_everything
 from ..engine import distributed as ddp
-from ..engine.config import load_config
 from ..engine.evaluate import evaluate_split
 from ..engine.results import write_eval
-from ..engine.train import build_model
-from ..errors import ConfigError
-from ..models.io import load_adapter
+from ..engine.runs import load_run
 from .train import format_metrics
 
 
@@ -24,17 +20,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full-res", action="store_true", help="evaluate at the original image resolution")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)
-
-
-def load_run(run_dir: Path, overrides: list[str]):
-    """The config and model of a finished run (adapter loaded onto its base backbone)."""
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml", overrides)
-    seed_everything(cfg.seed, cfg.deterministic)  # a randomly initialised backbone is rebuilt identically
-    model = build_model(cfg)
-    load_adapter(model, run_dir)
-    return cfg, model
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..device import pick_device
 from ..engine.predict import predict_files
-from .eval import load_run
+from ..engine.runs import load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,28 +1,37 @@
-"""``vmt pretrain``: upstream multi-label pretraining of a small backbone on SynthScenes."""
+"""``vmt pretrain``: dense upstream pretraining of a small backbone on SynthScenes' reserved range."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..engine.config import load_config
 from ..engine.pretrain import pretrain
+from .train import format_metrics
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "synth-pretrain.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="pretrain a small backbone on SynthScenes' reserved range")
-    p.add_argument("--backbone", default="swin_nano")
-    p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--num", type=int, default=4000, help="number of pretraining scenes")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("pretrain", help="pretrain a small backbone on SynthScenes' reserved range (dense targets)")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining config (default: configs/synth-pretrain.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable)")
+    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    p.add_argument("--run", required=True, help="run directory of the pretraining (checkpoints, log, loss.png)")
+    p.add_argument("--out", required=True, help="backbone weights file to write (.safetensors, fp16)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = pretrain(args.out, args.backbone, args.size, args.num, args.steps, args.batch_size, args.lr,
-                      seed=args.seed)
-    print(f"wrote {result['out']} in {result['seconds']:.0f} s; final loss {result['final_loss']:.3f}, "
-          f"label accuracy {result['final_label_acc']:.3f}")
+    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    cfg = load_config(args.config, overrides)
+    result = pretrain(cfg, args.run, args.out, resume=args.resume, progress=not args.no_progress)
+    if result is None:
+        print(f"interrupted; continue with --resume --run {args.run}")
+        return 130
+    print(format_metrics(result["result"]))
+    print(f"wrote {result['out']}; loss curve {result['loss_png']}")
     return 0

@@ -44,6 +44,7 @@ def build_dataset(
     train: bool,
     seed: int = 0,
     num: int | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Dataset:
     """A dataset with the project's transform: augmented at ``size`` when ``train``, else resized to ``size``.
 
@@ -51,12 +52,13 @@ def build_dataset(
     its default size. ``seed`` drives augmentation only: the SynthScenes stream stays the default
     one, so that runs with different seeds see the same data, as they would on a real dataset.
     ``num`` keeps the first ``num`` samples (SynthScenes: how many to render). ``root`` is ignored
-    for ``synth``.
+    for ``synth``; ``cache_dir`` (synth only) stores rendered scenes.
     """
     names = check_tasks(tasks, dataset_class(name).PROVIDES, f"dataset {name!r}")
     transform = build_transform(train=train, size=size, seed=seed)
     if name == "synth":
-        return SynthScenes(split, names, num=num, transform=transform, **({} if size is None else {"size": size}))
+        return SynthScenes(split, names, num=num, transform=transform, cache_dir=cache_dir or None,
+                           **({} if size is None else {"size": size}))
     if root is None:
         raise ConfigError(f"dataset {name!r} needs a root folder (data.root)")
     dataset = DATASETS[name](root, split, names, transform=transform)

@@ -2,7 +2,8 @@
 
 Why it exists: nothing can be downloaded at run time, yet the whole multi-task pipeline must run
 and be tested on a laptop (DESIGN.md section 3). Every sample is a pure function of
-``(seed, index, size)``; the scene is drawn from ``np.random.default_rng([seed, index])`` before the
+``(seed, index, size)`` and
+``VERSION``; the scene is drawn from ``np.random.default_rng([seed, index])`` before the
 sampling grid is known, so two resolutions show the same scene.
 
 Geometry (world frame, metres): y is up, the floor is the plane y = 0, the back wall is the plane
@@ -33,6 +34,7 @@ Label conventions (what ``render_sample`` returns):
   visible figure) of ``{"class_ind": 15, "mask": uint8 (H, W), "parts": [(name, uint8 mask)]}``
   with PASCAL-Part names (head, torso, luarm, ...; "l" is the figure's own left).
 - ``classes_present``: float32 multi-hot over ``SYNTH_CLASSES`` taken from ``semseg``.
+- ``coarse_shape``: ``COARSE_SHAPES`` ids (the pretraining taxonomy), a function of ``semseg``.
 
 Labels are exact at pixel centres; only the image is anti-aliased (4 extra rays on pixels where
 the hit surface changes).
@@ -76,13 +78,25 @@ SYNTH_CONTEXT_IDS: dict[str, int] = {
 
 # Disjoint index ranges: sample i of a split is global index SPLITS[split][i] (for any seed), so
 # train, val and pretrain never share a scene. "pretrain" is reserved for upstream pretraining of
-# the demo backbone (scene-level multi-label recognition on ``classes_present``).
+# the demo backbone (``vmt pretrain``: depth, edges and the ``coarse_shape`` taxonomy below).
 SPLITS: dict[str, range] = {
     "train": range(0, 1_000_000),
     "val": range(1_000_000, 2_000_000),
     "pretrain": range(2_000_000, 3_000_000),
+    "pretrain-val": range(3_000_000, 3_100_000),  # held out from pretraining, for its own evaluation
 }
-DEFAULT_NUM: dict[str, int] = {"train": 2000, "val": 200, "pretrain": 4000}
+DEFAULT_NUM: dict[str, int] = {"train": 2000, "val": 200, "pretrain": 4000, "pretrain-val": 200}
+
+# The pretraining taxonomy (``coarse_shape``), coarser than ``SYNTH_CLASSES`` and cut along another
+# line: round solids, solids with straight edges or an axis, and the articulated figure. Downstream
+# semseg has to split the first two groups (sphere vs ellipsoid; box vs cylinder vs cone), and
+# human_parts the third, from features that were never trained on those distinctions.
+COARSE_SHAPES: list[str] = ["stuff", "round", "straight", "articulated"]
+COARSE_OF_CLASS: dict[str, str] = {
+    "background": "stuff", "sphere": "round", "ellipsoid": "round",
+    "box": "straight", "cylinder": "straight", "cone": "straight", "figure": "articulated",
+}  # fmt: skip
+_COARSE_LUT = np.array([COARSE_SHAPES.index(COARSE_OF_CLASS[c]) for c in SYNTH_CLASSES], np.uint8)
 
 # PASCAL-Part person part names of the figure's limbs, and their 6-part ids (DESIGN.md section 2).
 PART_IDS: dict[str, int] = {
@@ -90,8 +104,12 @@ PART_IDS: dict[str, int] = {
     "luleg": 5, "ruleg": 5, "llleg": 6, "rlleg": 6,
 }  # fmt: skip
 PERSON_CLASS_IND = 15  # PASCAL VOC "person", as PASCAL-Part's ``class_ind``
-FIGURE_PROB = 0.7
-CACHE_VERSION = 1  # bump when the generator changes so stale caches are not reused
+FIGURE_PROB = 0.8
+# A sample is a pure function of (seed, index, size, VERSION). Every results file records VERSION;
+# bump it whenever the generator's output changes (it also keys the on-disk cache).
+# Version 2: camera closer and lower, larger primitives, 2-4 of them: objects cover about a third
+# of the image instead of 8 %, so the semantic tasks can leave the background-only solution.
+VERSION = "synthscenes-2"
 
 _PRIMITIVES = ("sphere", "box", "cylinder", "cone", "ellipsoid")
 _FLOOR, _WALL = 0, 1  # surface ids; shapes follow from 2, -1 means no hit
@@ -188,24 +206,24 @@ def _primitive(rng: np.random.Generator, kind: str, yaw: float) -> tuple[_Shape,
     """A primitive standing on the floor at x = z = 0; returns it and its footprint radius."""
     rot = _rot_y(yaw).T
     if kind == "sphere":
-        r = rng.uniform(0.25, 0.55)
+        r = rng.uniform(0.3, 0.6)
         size, c, foot = np.full(3, r), np.array([0.0, r, 0.0]), r
         bc, br = c, r
     elif kind == "ellipsoid":
-        size = rng.uniform(0.15, 0.6, size=3)
+        size = rng.uniform(0.2, 0.7, size=3)
         while size.max() < 1.6 * size.min():  # keep it visibly unlike a sphere
-            size = rng.uniform(0.15, 0.6, size=3)
+            size = rng.uniform(0.2, 0.7, size=3)
         c, foot = np.array([0.0, size[1], 0.0]), max(size[0], size[2])
         bc, br = c, size.max()
     elif kind == "box":
         if rng.random() < 0.4:
             rot = np.eye(3)  # axis-aligned
-        size = rng.uniform(0.15, 0.5, size=3)
+        size = rng.uniform(0.22, 0.55, size=3)
         c, foot = np.array([0.0, size[1], 0.0]), float(np.hypot(size[0], size[2]))
         bc, br = c, float(np.linalg.norm(size))
     else:  # cylinder or cone: base centre on the floor, (radius, height)
-        r = rng.uniform(0.15, 0.4) if kind == "cylinder" else rng.uniform(0.2, 0.5)
-        h = rng.uniform(0.4, 1.3) if kind == "cylinder" else rng.uniform(0.5, 1.3)
+        r = rng.uniform(0.22, 0.45) if kind == "cylinder" else rng.uniform(0.28, 0.55)
+        h = rng.uniform(0.5, 1.4) if kind == "cylinder" else rng.uniform(0.6, 1.4)
         size, c, foot = np.array([r, h]), np.array([0.0, 0.0, 0.0]), r
         bc, br = np.array([0.0, h / 2, 0.0]), float(np.hypot(r, h / 2))
     geometry = "ellipsoid" if kind == "sphere" else kind  # a sphere is an ellipsoid with equal radii
@@ -282,22 +300,22 @@ def _figure(rng: np.random.Generator, x: float, z: float, yaw: float) -> list[tu
 def _make_scene(seed: int, index: int) -> _Scene:
     """Draw a scene; the only randomness of a sample, and independent of the output size."""
     rng = np.random.default_rng([seed, index])
-    height = rng.uniform(1.1, 2.0)
+    height = rng.uniform(1.0, 1.6)
     pitch = np.radians(rng.uniform(4.0, 20.0))
     yaw = np.radians(rng.uniform(-15.0, 15.0))
-    half_fov = np.radians(rng.uniform(24.0, 34.0))
+    half_fov = np.radians(rng.uniform(15.0, 22.0))
     cam_rot = _rot_y(yaw) @ _rot_x(-pitch)
     # Nearest ground distance whose floor point is comfortably inside the view.
-    near = max(2.2, height / np.tan(pitch + 0.7 * half_fov))
-    far = near + rng.uniform(1.8, 3.5)
+    near = max(1.8, height / np.tan(pitch + 0.9 * half_fov))
+    far = near + rng.uniform(1.0, 2.0)
 
     placed: list[tuple[float, float, float]] = []  # (x, z, footprint radius)
 
     def place(foot: float) -> tuple[float, float] | None:
         """A floor position in view, not overlapping earlier objects (None after 30 failures)."""
         for _ in range(30):
-            dist = rng.uniform(near + foot, far)
-            ang = yaw + rng.uniform(-0.65, 0.65) * half_fov
+            dist = rng.uniform(near + foot, far + foot)
+            ang = yaw + rng.uniform(-0.8, 0.8) * half_fov
             x, z = -np.sin(ang) * dist, -np.cos(ang) * dist
             if all(np.hypot(x - px, z - pz) > foot + pf + 0.05 for px, pz, pf in placed):
                 placed.append((x, z, foot))
@@ -325,7 +343,7 @@ def _make_scene(seed: int, index: int) -> _Scene:
                 ctx.append(SYNTH_CONTEXT_IDS["figure"])
                 part.append(PART_IDS[name])
                 names.append(name)
-    for _ in range(int(rng.integers(1, 5))):
+    for _ in range(int(rng.integers(2, 5))):
         kind = _PRIMITIVES[int(rng.integers(len(_PRIMITIVES)))]
         # Draw the shape first (at the origin) so its footprint is known before placing it.
         shape, foot = _primitive(rng, kind, rng.uniform(0.0, np.pi))
@@ -749,6 +767,7 @@ def render_sample(seed: int, index: int, size: int) -> dict[str, Any]:
         "context": context,
         "parts_instances": parts_instances,
         "classes_present": present,
+        "coarse_shape": _COARSE_LUT[semseg],
     }
 
 
@@ -764,7 +783,7 @@ class SynthScenes(torch.utils.data.Dataset):
     ``classes_present`` as a float32 tensor, for scene-level multi-label pretraining).
     """
 
-    PROVIDES = ("semseg", "human_parts", "sal", "normals", "depth", "edge")
+    PROVIDES = ("semseg", "human_parts", "sal", "normals", "depth", "edge", "coarse_shape")
 
     def __init__(
         self,
@@ -790,7 +809,7 @@ class SynthScenes(torch.utils.data.Dataset):
         self.split, self.tasks, self.size, self.num, self.seed = split, tasks, size, num, seed
         self.transform = transform
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.task_channels = {"semseg": len(SYNTH_CLASSES)}
+        self.task_channels = {"semseg": len(SYNTH_CLASSES), "coarse_shape": len(COARSE_SHAPES)}
 
     def __len__(self) -> int:
         return self.num
@@ -799,7 +818,7 @@ class SynthScenes(torch.utils.data.Dataset):
         """The array outputs of ``render_sample``, through the on-disk cache when one is set."""
         if self.cache_dir is None:
             return render_sample(self.seed, index, self.size)
-        path = self.cache_dir / f"synth_v{CACHE_VERSION}_s{self.seed}_i{index}_r{self.size}.npz"
+        path = self.cache_dir / f"{VERSION}_s{self.seed}_i{index}_r{self.size}.npz"
         try:
             with np.load(path) as f:
                 return {k: f[k] for k in f.files}

@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -25,13 +26,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import scipy.stats
 import torch
 
-from ..commands.report import format_table
 from ..device import peak_memory_mb, pick_device, reset_peak_memory
 from ..errors import ConfigError, VMTError
+from ..fileio import atomic_write
 from ..models.adapters import METHODS
+from ..models.published import PUBLISHED_DM
+from ..tasks import TASKS
 from .config import RunConfig, load_config, save_config
+from .prior import prior_result
 from .score import load_results, multi_task_score
 from .train import train
 
@@ -117,41 +122,70 @@ def _check_same_config(cfg: RunConfig, run_dir: Path) -> None:
                           "use another --out or the same settings")
 
 
-def _train_in_child(run_dir: Path, resume: bool, progress: bool) -> None:
-    """Run ``measure`` in a fresh interpreter (this module's ``__main__``), on the config saved in ``run_dir``."""
+def _start_child(run_dir: Path, resume: bool, progress: bool, threads: int | None) -> subprocess.Popen:
+    """Start ``measure`` in a fresh interpreter (this module's ``__main__``) on the config saved in ``run_dir``."""
     cmd = [sys.executable, "-m", "vmt_adapter.engine.benchmark", str(run_dir)]
     cmd += ["--resume"] * resume + ["--no-progress"] * (not progress)
-    proc = subprocess.Popen(cmd)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.wait()  # the child got the signal too; let it save its checkpoint
-        raise
+    env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    return subprocess.Popen(cmd, env=env)
+
+
+def _finish_child(run_dir: Path, proc: subprocess.Popen) -> None:
+    code = proc.wait()
     if code == 130:
         raise KeyboardInterrupt
     if code and not (run_dir / RECORD).exists():  # killed, or crashed outside VMTError
         (run_dir / RECORD).write_text(json.dumps({"error": f"training process exited with code {code}"}))
 
 
-def run_method(suite: str, method: str, out: Path, overrides: Sequence[str], isolated: bool, progress: bool,
-               tag: str = "") -> None:
-    """Train ``method`` into ``out/method`` unless it has finished there; resume it if it has a checkpoint."""
-    cfg = method_config(suite, method, overrides)
-    run_dir = out / method
+def _prepare(cfg: RunConfig, run_dir: Path, tag: str) -> bool | None:
+    """None if ``run_dir`` holds a finished run of ``cfg`` (reused), else whether to resume it."""
     finished, resume = (run_dir / "eval.json").exists(), (run_dir / "last.pt").exists()
     if finished or resume:
         _check_same_config(cfg, run_dir)
     if finished:
-        print(f"[benchmark] {tag or method}: finished in {run_dir}, reusing it", flush=True)
-        return
-    print(f"[benchmark] {tag or method}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+        print(f"[benchmark] {tag}: finished in {run_dir}, reusing it", flush=True)
+        return None
+    print(f"[benchmark] {tag}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RECORD).unlink(missing_ok=True)
-    if isolated:
-        save_config(cfg, run_dir / "config.yaml")
-        _train_in_child(run_dir, resume, progress)
-    else:
-        measure(cfg, run_dir, resume, progress, isolated=False)
+    return resume
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    return out / f"seed-{seed}"
+
+
+def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int], overrides: Sequence[str],
+            isolated: bool, progress: bool, jobs: int = 1) -> None:
+    """Train every (seed, method) not finished yet; with ``isolated``, up to ``jobs`` child processes at once.
+
+    Parallel children split the machine's cores between them (``OMP_NUM_THREADS``), so that two
+    one-thread trainings on two cores do not fight over threads.
+    """
+    queue = [(seed, method) for seed in seeds for method in methods]
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    running: list[tuple[Path, subprocess.Popen]] = []
+    try:
+        for i, (seed, method) in enumerate(queue, 1):
+            cfg = method_config(suite, method, [*overrides, f"seed={seed}"])
+            run_dir = seed_dir(out, seed) / method
+            resume = _prepare(cfg, run_dir, f"{i}/{len(queue)} seed {seed} {method}")
+            if resume is None:
+                continue
+            if not isolated:
+                measure(cfg, run_dir, resume, progress, isolated=False)
+                continue
+            save_config(cfg, run_dir / "config.yaml")
+            running.append((run_dir, _start_child(run_dir, resume, progress and jobs == 1, threads)))
+            while len(running) >= jobs:
+                _finish_child(*running.pop(0))
+        while running:
+            _finish_child(*running.pop(0))
+    except KeyboardInterrupt:
+        for _, proc in running:
+            proc.wait()  # the children got the signal too; let them save their checkpoints
+        raise
 
 
 def _read(path: Path) -> dict:
@@ -159,7 +193,7 @@ def _read(path: Path) -> dict:
 
 
 def collect_rows(out: Path, methods: Sequence[str], num_tasks: int) -> list[dict]:
-    """One results row per method, dm against ``REFERENCE`` when it was run and can be computed."""
+    """One results row per method of one seed's folder, dm against ``REFERENCE`` when it was run."""
     ref_file = out / REFERENCE / "eval.json"
     reference = load_results(ref_file)["metrics"] if REFERENCE in methods and ref_file.exists() else None
     rows = []
@@ -187,59 +221,143 @@ def collect_rows(out: Path, methods: Sequence[str], num_tasks: int) -> list[dict
             "memory": record.get("memory"),
             "resumed": record.get("resumed"),
             "load_average_at_start": record.get("load_average_at_start"),
+            "dataset_version": result.get("dataset_version"),
             "error": record.get("error") if not result else None,
             "run_dir": str(run_dir),
         })
     return rows
 
 
+def _stats(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) of the values that exist."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None, 0
+    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
+
+
+def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
+    """One row per method over the seeds: mean and std of every metric and of dm, costs as means."""
+    seeds = list(per_seed)
+    rows = []
+    for i, first in enumerate(per_seed[seeds[0]]):
+        runs = [per_seed[s][i] for s in seeds]
+        tasks = list(dict.fromkeys(t for r in runs for t in r["metrics"]))
+        metrics, std = {}, {}
+        for t in tasks:
+            metrics[t], std[t], _ = _stats([r["metrics"].get(t) for r in runs])
+        dm, dm_std, n_dm = _stats([r["dm"] for r in runs])
+        wall, _, _ = _stats([r["wall_s"] for r in runs])
+        mem, _, _ = _stats([r["peak_mem_mb"] for r in runs])
+        rows.append({
+            "method": first["method"], "metrics": metrics, "metrics_std": std, "dm": dm, "dm_std": dm_std,
+            "seeds": [s for s, r in zip(seeds, runs) if r["metrics"]], "dm_seeds": n_dm,
+            "adapter_params": first["adapter_params"], "trainable_params": first["trainable_params"],
+            "backbone_passes": first["backbone_passes"], "hparams": first["hparams"], "wall_s": wall,
+            "peak_mem_mb": mem, "memory": first["memory"], "resumed": any(r["resumed"] for r in runs),
+            "load_average_at_start": first["load_average_at_start"], "dataset_version": first["dataset_version"],
+            "error": "; ".join(f"seed {s}: {r['error']}" for s, r in zip(seeds, runs) if r["error"]) or None,
+        })
+    return rows
+
+
+def kendall_tau(rows: Sequence[dict]) -> dict | None:
+    """Rank agreement of the rows' mean dm with the published PASCAL-Context dm of the same methods."""
+    pairs = [(r["dm"], PUBLISHED_DM[r["method"]]) for r in rows if r["dm"] is not None and r["method"] in PUBLISHED_DM]
+    if len(pairs) < 3:
+        return None
+    result = scipy.stats.kendalltau([a for a, _ in pairs], [b for _, b in pairs])
+    return {"tau": float(result.statistic), "p_value": float(result.pvalue), "methods": len(pairs)}
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def results_table(rows: Sequence[dict]) -> str:
-    """``report.format_table``'s name and task columns, then dm, parameters and cost columns."""
-    base = format_table([{"name": r["method"], "dm": None, "trainable": None,
-                          "metrics": {t: v for t, v in r["metrics"].items() if v is not None}} for r in rows],
-                        markdown=True)
-    head, rule, *lines = base.splitlines()
-    extra = ["dm vs st-full (%) ↑", "adapter params", "trainable params", "backbone passes", "wall (s)",
+def _pm(mean: float | None, std: float | None, spec: str = ".2f") -> str:
+    return "-" if mean is None else format(mean, spec) + (f" ± {std:{spec[-3:]}}" if std else "")
+
+
+def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
+    """Markdown: task columns as mean ± std over seeds, then dm, parameters and cost columns; the prior last."""
+    tasks = list(dict.fromkeys(t for r in rows for t in r["metrics"]))
+    specs = [TASKS[t] for t in tasks]
+    head = ["method"] + [f"{s.name} {s.headline}{f' ({s.unit})' if s.unit else ''} {'↑' if s.higher_is_better else '↓'}"
+                         for s in specs]
+    head += ["dm vs st-full (%) ↑", "adapter params", "trainable params", "backbone passes", "wall (s)",
              "peak mem (MB)"]
-    cells = [[_fmt(r["dm"], "+.2f"), _fmt(r["adapter_params"], ","), _fmt(r["trainable_params"], ","),
-              _fmt(r["backbone_passes"], "d"), _fmt(r["wall_s"], ".0f") + ("*" if r["resumed"] else ""),
-              _fmt(r["peak_mem_mb"], ".0f")] for r in rows]
-    return "\n".join([head + " " + " | ".join(extra) + " |", rule + "---:|" * len(extra)]
-                     + [line + " " + " | ".join(c) + " |" for line, c in zip(lines, cells)])
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for r in rows:
+        cells = [r["method"]] + [_pm(r["metrics"].get(t), r.get("metrics_std", {}).get(t)) for t in tasks]
+        cells += [_pm(r["dm"], r.get("dm_std"), "+.2f"), _fmt(r["adapter_params"], ","),
+                  _fmt(r["trainable_params"], ","), _fmt(r["backbone_passes"], "d"),
+                  _fmt(r["wall_s"], ".0f") + ("*" if r["resumed"] else ""), _fmt(r["peak_mem_mb"], ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    if prior is not None:
+        cells = ["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "0", "0", "0", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_dm_params(rows: Sequence[dict], path: Path) -> None:
+    """The usual PEFT figure: dm (mean ± std over seeds) against trainable parameters, log x."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r["dm"] is not None and r["trainable_params"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in shown:
+        ax.errorbar(r["trainable_params"], r["dm"], yerr=r["dm_std"] or 0, fmt="o", capsize=3,
+                    color="C3" if r["method"].startswith("vmt") else "C0")
+        ax.annotate(r["method"], (r["trainable_params"], r["dm"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("trainable parameters (decoders included, log scale)")
+    ax.set_ylabel("dm vs st-full (%), mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
 
 
 def _machine(rows: Sequence[dict]) -> str:
     loads = [r["load_average_at_start"] for r in rows if r["load_average_at_start"] is not None]
     load = f"1-min load average {min(loads):.1f} to {max(loads):.1f} at the methods' starts" if loads else "load n/a"
     return (f"{platform.platform()}, {os.cpu_count()} CPUs ({load}), Python {platform.python_version()}, "
-            f"torch {torch.__version__} with {torch.get_num_threads()} intra-op threads")
+            f"torch {torch.__version__}")
 
 
-def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: str) -> str:
+def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: str, seeds: Sequence[int],
+                     prior: dict | None, tau: dict | None) -> str:
     t, d = cfg.train, cfg.data
     notes = [
         f"- Same budget for every method, nothing tuned per method: {t.steps} steps x batch {t.batch_size} at "
         f"{d.size} px, AdamW lr {t.lr:g} (weight decay {t.weight_decay:g}, none on 1-D parameters), {t.warmup_steps} "
-        f"warm-up steps then cosine, gradient clipping {t.grad_clip:g}, {t.precision}, seed {cfg.seed}; "
-        f"{d.num_train or 'default'} training scenes; evaluation on {d.num_val or 'the default'} {cfg.eval.split} "
-        f"scenes at {d.size}x{d.size}. Backbone {cfg.model.backbone}, weights "
-        f"`{cfg.model.pretrained or 'random init'}`.",
+        f"warm-up steps then cosine, gradient clipping {t.grad_clip:g}, {t.precision}; seeds "
+        f"{', '.join(map(str, seeds))} (a seed sets initialisation, augmentation and batch order; the scenes are "
+        f"the same); {d.num_train or 'default'} training scenes; evaluation on {d.num_val or 'the default'} "
+        f"{cfg.eval.split} scenes at {d.size}x{d.size}. Backbone {cfg.model.backbone}, weights "
+        f"`{cfg.model.pretrained or 'random init'}`. Dataset {rows[0]['dataset_version'] if rows else '-'}.",
+        "- Cells: mean ± sample standard deviation over the seeds that finished.",
         "- Method keywords (only width-like sizes are set: each method's own default halved for swin_nano, "
         "half as wide as Swin-T): "
         + "; ".join(f"{r['method']} {json.dumps(r['hparams'])}" for r in rows if r["hparams"]) + ".",
-        f"- dm (%): 100/T sum_t s_t (M_t - M_st-full,t) / M_st-full,t over the tasks both report, against the "
-        f"{REFERENCE} run of this benchmark; `-` when that run is absent or dm is undefined.",
+        f"- dm (%): 100/T sum_t s_t (M_t - M_st-full,t) / M_st-full,t, per seed against that seed's {REFERENCE} "
+        "run, then mean ± std; `-` when that run is absent.",
+        "- prior: the best constant prediction per task on the same split (majority label, positive frequency "
+        "and mean normal per pixel position), the floor of every column.",
         "- adapter params: the method's PEFT parameters only (the scope of the paper's 1.13 M); trainable params: "
         "everything trained, decoders included (DESIGN.md 1.3).",
         "- backbone passes: per image, to serve all tasks (per-task methods run the backbone once per task).",
-        "- wall (s): the method's whole training call (model build, training, final evaluation; not the "
-        "interpreter start); `*` marks a resumed run, whose time and memory are those of its last segment only.",
+        "- wall (s): mean over seeds of the method's whole training call (model build, training, final "
+        "evaluation); `*` marks a resumed run, whose time and memory are those of its last segment only.",
         "- peak mem: " + "; ".join(sorted({r["memory"] for r in rows if r["memory"]})) + ".",
     ]
+    if tau is not None:
+        notes.append(f"- Rank agreement with the published PASCAL-Context dm ranking (Swin-T): Kendall tau "
+                     f"{tau['tau']:+.2f} over {tau['methods']} methods (p = {tau['p_value']:.2f}).")
     failed = [f"- {r['method']} failed: {r['error']}" for r in rows if r["error"]]
     return "\n".join([
         f"# Benchmark `{suite}`: every method under one budget",
@@ -249,7 +367,7 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
         f"Machine: {_machine(rows)}; device {pick_device(cfg.device)}. "
         f"Written {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}.",
         "",
-        results_table(rows),
+        results_table(rows, prior),
         "",
         *notes,
         *failed,
@@ -258,21 +376,30 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
 
 
 def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, overrides: Sequence[str] = (),
-                  isolated: bool = True, progress: bool = True, command: str = "") -> list[dict]:
-    """Train (or reuse) every method, then write ``out/results.json`` and ``out/results.md``."""
+                  isolated: bool = True, progress: bool = True, command: str = "", seeds: Sequence[int] = (0,),
+                  jobs: int = 1) -> list[dict]:
+    """Train (or reuse) every method for every seed, then write ``out/results.{json,md}`` and the dm figure."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
-    for i, method in enumerate(methods, 1):
-        run_method(suite, method, out, overrides, isolated, progress, tag=f"{i}/{len(methods)} {method}")
-    common = method_config(suite, methods[0], overrides)  # all but model.method and hparams are shared
-    rows = collect_rows(out, methods, len(common.tasks))
-    (out / "results.json").write_text(json.dumps(rows, indent=2))
-    (out / "results.md").write_text(results_markdown(rows, common, suite, command))
-    print(results_table(rows))
-    print(f"[benchmark] wrote {out / 'results.json'} and {out / 'results.md'}")
+    run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs)
+    common = method_config(suite, methods[0], overrides)  # all but model.method, hparams and seed are shared
+    per_seed = {s: collect_rows(seed_dir(out, s), methods, len(common.tasks)) for s in seeds}
+    rows = aggregate(per_seed)
+    prior = prior_result(common)
+    tau = kendall_tau(rows)
+    summary = {"suite": suite, "command": command, "seeds": list(seeds), "rows": rows, "prior": prior,
+               "kendall_tau": tau, "per_seed": {str(s): r for s, r in per_seed.items()}}
+    atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+    atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(
+        results_markdown(rows, common, suite, command, seeds, prior, tau)))
+    plot_dm_params(rows, out / "dm_vs_params.png")
+    print(results_table(rows, prior))
+    print(f"[benchmark] wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'dm_vs_params.png'}")
     return rows
 
 

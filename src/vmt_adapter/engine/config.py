@@ -26,6 +26,8 @@ class DataConfig:
     num_train: int = 0  # synth only: number of training scenes (0 = the split's default)
     num_val: int = 0  # synth only: number of validation scenes (0 = the split's default)
     workers: int = 0  # DataLoader worker processes
+    train_split: str = "train"  # the split training reads (SynthScenes pretraining: "pretrain")
+    cache_dir: str = ""  # synth only: keep rendered scenes here (npz) instead of rendering every epoch
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """The main job on the embedded default: VMT-Adapter vs the decoder-only baseline on SynthScenes.
 
 Both runs adapt the same pretrained, frozen ``swin_nano`` (``builtin:swin_nano_synth``) with the
-same data, budget and seed; only the method differs. A finished run is not trained again.
+same data, budget and seed; only the method differs. A finished run is not trained again. The
+report puts the ``prior`` row (best constant prediction, ``engine.prior``) under both, and the
+panels show, per validation image, the ground truth and both methods' predictions in one
+colour scale per task.
 """
 
 from __future__ import annotations
@@ -10,19 +13,23 @@ import json
 import time
 from pathlib import Path
 
-from PIL import Image
+import torch
 
-from ..commands.eval import load_run
-from ..commands.report import build_rows, format_table
 from ..data import build_dataset
+from ..data.visualize import save_panel
 from ..device import pick_device
+from ..fileio import atomic_write
 from ..tasks import TASKS
 from .config import load_config
-from .predict import predict_files
+from .predict import GROUND_TRUTH, PICTURES
+from .prior import prior_result
+from .report import format_table, rows_of_results
+from .runs import load_run
 from .train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 RUNS = {"vmt": "synth-vmt.yaml", "decoder-only": "synth-decoder-only.yaml"}
+LABELS = {"vmt": "VMT-Adapter", "decoder-only": "decoder-only"}
 NUM_IMAGES = 4
 
 
@@ -49,24 +56,45 @@ def _verdict(vmt: dict, base: dict) -> list[str]:
     return lines
 
 
+@torch.no_grad()
+def comparison_panels(models: dict[str, torch.nn.Module], dataset, out_dir: Path, num: int,
+                      device: torch.device) -> list[Path]:
+    """Per image: rows ground truth / each model, columns image then every task, one scale per task."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panels = []
+    for i in range(num):
+        item = dataset[i]
+        image = dataset.raw(i)["image"]
+        tasks = next(iter(models.values())).tasks
+        tiles = {"image": image}
+        tiles |= {f"truth: {t.name}": GROUND_TRUTH[t.kind](item[t.name]) for t in tasks}
+        for name, model in models.items():
+            outputs = model.eval()(item["image"].unsqueeze(0).to(device))
+            tiles[f"{name}: image"] = image
+            tiles |= {f"{name}: {t.name}": PICTURES[t.kind](outputs[t.name][0].float().cpu()) for t in tasks}
+        path = out_dir / f"val_{i}_compare.png"
+        save_panel(tiles, path, columns=1 + len(tasks), rendered=True)
+        panels.append(path)
+    return panels
+
+
 def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | None = None,
              progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    overrides = overrides or []
     start = time.perf_counter()
-    results = {name: _run(name, config_dir / cfg, out, overrides or [], progress) for name, cfg in RUNS.items()}
-    # Prediction panels on a few validation images, saved as plain PNG files first (as a user would have them).
+    results = {name: _run(name, config_dir / cfg, out, overrides, progress) for name, cfg in RUNS.items()}
     cfg = load_config(config_dir / RUNS["vmt"], overrides)
-    val = build_dataset("synth", "", "val", cfg.tasks, cfg.data.size, train=False, num=NUM_IMAGES)
-    images = []
-    for i in range(NUM_IMAGES):
-        path = out / "images" / f"val_{i}.png"
-        path.parent.mkdir(exist_ok=True)
-        Image.fromarray(val.raw(i)["image"]).save(path)
-        images.append(path)
-    _, model = load_run(out / "vmt", overrides or [])
+    prior = prior_result(cfg)
     device = pick_device(cfg.device)
-    panels = predict_files(model.to(device), images, out / "predictions", device)
-    rows = build_rows([str(out / name / "eval.json") for name in RUNS], reference=None)
+    models = {LABELS[name]: load_run(out / name, [])[1].to(device) for name in RUNS}
+    val = build_dataset("synth", "", cfg.eval.split, cfg.tasks, cfg.data.size, train=False,
+                        num=NUM_IMAGES, cache_dir=cfg.data.cache_dir)
+    panels = comparison_panels(models, val, out / "predictions", NUM_IMAGES, device)
+    # No single-task reference is trained in the demo, so dm is not defined here (None).
+    rows = rows_of_results([results["vmt"], results["decoder-only"], prior], reference=None)
+    for row, name in zip(rows, ("vmt", "decoder-only", "prior")):
+        row["name"] = name
     table = format_table(rows, markdown=True)
     vmt, base = results["vmt"], results["decoder-only"]
     wall = time.perf_counter() - start
@@ -74,8 +102,10 @@ def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | No
         "# vmt-adapter demo: SynthScenes, swin_nano (pretrained on SynthScenes' reserved range, frozen)",
         "",
         f"Same data, budget ({cfg.train.steps} steps x batch {cfg.train.batch_size}, {cfg.data.size} px) and seed "
-        "for both methods; validation split, "
-        f"{vmt['eval_resolution']}. Wall time of this invocation: {wall:.0f} s.",
+        f"({cfg.seed}) for both methods; dataset {vmt.get('dataset_version')}, {cfg.eval.split} split "
+        f"({cfg.data.num_val} scenes), {vmt['eval_resolution']}. `prior` is the best constant prediction "
+        "(majority label, positive frequency and mean normal per pixel position of the split). "
+        f"Wall time of this invocation: {wall:.0f} s.",
         "",
         table,
         "",
@@ -85,13 +115,15 @@ def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | No
         "",
         *_verdict(vmt, base),
         "",
-        "Prediction panels (VMT-Adapter):",
+        "Panels (rows: ground truth, VMT-Adapter, decoder-only; saliency as probability in grey, 0 black to 1 white):",
         "",
         *[f"![{p.stem}](predictions/{p.name})" for p in panels],
         "",
     ])
-    (out / "report.md").write_text(report)
+    atomic_write(out / "report.md", lambda tmp: Path(tmp).write_text(report))
+    atomic_write(out / "report.json", lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2)))
     print(format_table(rows))
     print("\n".join(_verdict(vmt, base)))
-    print(f"[demo] report: {out / 'report.md'}; panels: {panels[0].parent}; wall time {wall:.0f} s")
-    return {"results": results, "panels": [str(p) for p in panels], "seconds": wall}
+    print(f"[demo] report: {out / 'report.md'} and report.json; panels: {panels[0].parent}; wall time {wall:.0f} s")
+    return {"results": results, "rows": rows, "panels": [str(p) for p in panels], "seconds": wall}
+

@@ -47,7 +47,7 @@ def evaluate_split(model: nn.Module, tasks: list[TaskSpec], cfg: RunConfig, spli
                    progress: bool = True) -> dict[str, dict[str, float]]:
     """Evaluate on ``split`` of the config's dataset, at ``data.size`` or (``eval.full_res``) the original size."""
     data = build_dataset(cfg.data.name, cfg.data.root, split, cfg.tasks, None if cfg.eval.full_res else cfg.data.size,
-                         train=False, seed=cfg.seed, num=cfg.data.num_val or None)
+                         train=False, seed=cfg.seed, num=cfg.data.num_val or None, cache_dir=cfg.data.cache_dir)
     loader = eval_loader(data, 1 if cfg.eval.full_res else cfg.eval.batch_size, info.rank, info.world_size,
                          cfg.data.workers)
     return evaluate(model, loader, tasks, info.device, cfg.train.precision, progress)

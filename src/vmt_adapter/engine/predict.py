@@ -10,9 +10,10 @@ from matplotlib import colormaps
 from PIL import Image
 
 from ..data.transforms import build_transform
-from ..data.visualize import render, save_panel
+from ..data.visualize import IGNORE_COLOUR, render, save_panel
 from ..errors import DataError
 from ..models.multitask import MultiTaskModel
+from ..tasks import IGNORE_INDEX
 
 _HEAT = colormaps["inferno"]
 
@@ -23,13 +24,34 @@ def _heat(x: np.ndarray) -> np.ndarray:
     return (_HEAT((x - lo) / max(hi - lo, 1e-6))[..., :3] * 255).round().astype(np.uint8)
 
 
-# Model output (C, H, W) -> an RGB picture, by task kind.
+def _grey(p: np.ndarray) -> np.ndarray:
+    """Probabilities (or {0, 1} labels) in [0, 1] -> grey levels, black 0 to white 1."""
+    return np.repeat((p.clip(0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _grey_truth(t: torch.Tensor) -> np.ndarray:
+    """Binary label map -> the same grey scale as ``_grey``, ignore (255) in the ignore colour."""
+    t = t.numpy()
+    rgb = _grey((t == 1).astype(np.float64))
+    rgb[t == IGNORE_INDEX] = IGNORE_COLOUR
+    return rgb
+
+
+# Model output (C, H, W) -> an RGB picture, by task kind; GROUND_TRUTH draws a target tensor in
+# the same colour scale, so that a truth tile and a prediction tile can be compared directly.
 PICTURES = {
     "classes": lambda o: render("semseg", o.argmax(0).numpy().astype(np.uint8)),
-    "binary": lambda o: _heat(torch.sigmoid(o[0]).numpy()),
-    "edge": lambda o: _heat(torch.sigmoid(o[0]).numpy()),
+    "binary": lambda o: _grey(torch.sigmoid(o[0]).numpy()),
+    "edge": lambda o: _grey(torch.sigmoid(o[0]).numpy()),
     "normals": lambda o: render("normals", torch.nn.functional.normalize(o, dim=0).permute(1, 2, 0).numpy()),
     "depth": lambda o: _heat(o[0].clamp(min=0).numpy()),
+}
+GROUND_TRUTH = {
+    "classes": lambda t: render("semseg", t.numpy()),
+    "binary": _grey_truth,
+    "edge": _grey_truth,
+    "normals": lambda t: render("normals", t.permute(1, 2, 0).numpy()),
+    "depth": lambda t: _heat(t[0].numpy()),
 }
 
 

@@ -1,77 +1,90 @@
-"""Upstream pretraining of a small backbone on SynthScenes' reserved ``pretrain`` range.
+"""Upstream pretraining of the embedded backbone: dense SynthScenes targets on a reserved range.
 
-The objective differs from the downstream tasks on purpose: scene-level multi-label recognition
-(which object kinds appear in the image, BCE over ``SYNTH_CLASSES``) from the classifier head
-of a plain timm Swin. The demo then adapts this genuinely pretrained, frozen backbone to dense
-tasks on a disjoint seed range, so the adaptation is a real transfer.
+Why dense: scene-level labels gave a small Swin almost no signal per image (it stayed at the label
+prior, see ``docs/pretrain.md``); a per-pixel target gives thousands of labels per image.
+Why these targets: the pretraining task set (depth, edges, ``coarse_shape``) is not the
+downstream one (semseg, human_parts, sal, normals), and its taxonomy is coarser and cut along
+another line (``data.synth.COARSE_SHAPES``), so adapting the backbone afterwards is a transfer.
+Pretraining is an ordinary multi-task run of ``mt-full`` (the whole backbone trains) through the
+project's trainer, so it checkpoints and resumes like any run; its backbone is then written as
+fp16 safetensors that ``model.pretrained`` reads.
 """
 
 from __future__ import annotations
 
-import time
+import json
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
-from tqdm import tqdm
 
-from ..data.synth import SYNTH_CLASSES, SynthScenes
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from ..models.backbones import build_backbone
-from ..device import seed_everything
-from .optim import warmup_cosine
+from ..data.synth import VERSION
+from ..errors import ConfigError
+from ..fileio import atomic_write
+from ..models.multitask import MultiTaskModel
+from .config import RunConfig
+from .train import train
 
-
-def render_set(num: int, size: int, seed: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """All pretraining images (uint8 N, 3, H, W) and their multi-hot scene labels, rendered once."""
-    ds = SynthScenes("pretrain", tasks=("semseg",), size=size, num=num, seed=seed)
-    images = torch.empty(num, 3, size, size, dtype=torch.uint8)
-    labels = torch.empty(num, len(SYNTH_CLASSES))
-    for i in tqdm(range(num), desc="render", disable=not progress):
-        raw = ds.raw(i)
-        images[i] = torch.from_numpy(np.ascontiguousarray(raw["image"].transpose(2, 0, 1)))
-        labels[i] = torch.from_numpy(raw["classes_present"])
-    return images, labels
+_NOT_SAVED = ("relative_position_index", "attn_mask")  # rebuilt by the model itself
 
 
-def pretrain(out: str | Path, backbone: str = "swin_nano", size: int = 128, num: int = 4000, steps: int = 3000,
-             batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0,
-             progress: bool = True) -> dict:
-    """Train ``backbone`` from scratch; save its weights (fp16 safetensors, head dropped) to ``out``."""
-    seed_everything(seed, deterministic=True)
-    images, labels = render_set(num, size, seed, progress)
-    model = build_backbone(backbone, img_size=size, num_classes=len(SYNTH_CLASSES)).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps // 20, steps))
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    g = torch.Generator().manual_seed(seed)
-    bar = tqdm(range(steps), desc="pretrain", disable=not progress)
-    start, hist = time.perf_counter(), []
-    for step in bar:
-        idx = torch.randint(0, num, (batch_size,), generator=g)
-        x = (images[idx].float() / 255 - mean) / std
-        flip = torch.rand(batch_size, generator=g) < 0.5
-        x[flip] = x[flip].flip(-1)
-        logits = model(x)
-        y = labels[idx]
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        acc = ((logits > 0) == (y > 0.5)).float().mean().item()
-        hist.append((loss.item(), acc))
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{acc:.3f}")
-    state = {k: v.half().contiguous() for k, v in model.state_dict().items()
-             if not k.startswith("head.") and not k.endswith(("relative_position_index", "attn_mask"))}
-    out = Path(out)
+def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
+    """The backbone's weights as a plain timm Swin holds them, in fp16.
+
+    Dense models replace the classifier's final norm by an identity; it is stored at its
+    initial values (weight 1, bias 0) so that the file loads into any timm Swin of this variant.
+    """
+    state = {k: v.detach().half().contiguous() for k, v in model.backbone.state_dict().items()
+             if not k.endswith(_NOT_SAVED) and not k.startswith("task_copies.")}
+    width = model.backbone.num_features
+    state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))
+    state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))
+    return state
+
+
+def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int) -> None:
+    """Write the backbone to ``out`` with the run's identity in the safetensors metadata."""
+    meta = {"backbone": model.backbone_name, "size": str(cfg.data.size), "dataset_version": VERSION,
+            "objective": "dense: " + ", ".join(cfg.tasks), "split": cfg.data.train_split,
+            "num": str(cfg.data.num_train), "steps": str(steps), "seed": str(cfg.seed)}
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(out), metadata={"backbone": backbone, "size": str(size), "objective": "synth multi-label",
-                                         "steps": str(steps), "num": str(num), "seed": str(seed)})
-    last = np.mean(hist[-50:], axis=0)
-    return {"out": str(out), "seconds": time.perf_counter() - start, "final_loss": float(last[0]),
-            "final_label_acc": float(last[1])}
+    atomic_write(out, lambda tmp: save_file(backbone_state(model), tmp, metadata=meta))
+
+
+def plot_losses(log: Path, out: Path) -> None:
+    """Training loss per task (log scale) and the evaluations logged on the way, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    train_rows = [r for r in records if "losses" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for task in train_rows[0]["losses"] if train_rows else []:
+        ax.plot([r["step"] for r in train_rows], [r["losses"][task] for r in train_rows], label=task, lw=1)
+    ax.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], label="weighted total", color="k", lw=1.5)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (batch, unweighted per task)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def pretrain(cfg: RunConfig, run_dir: str | Path, out: str | Path, resume: bool = False,
+             progress: bool = True) -> dict | None:
+    """Train ``cfg`` (an ``mt-full`` run), then write its backbone to ``out``; None if interrupted."""
+    if cfg.model.method != "mt-full":
+        raise ConfigError(f"model.method: pretraining trains the whole backbone ('mt-full'), got {cfg.model.method!r}")
+    if cfg.data.train_split in ("train", "val"):
+        raise ConfigError(f"data.train_split {cfg.data.train_split!r}: pretraining must not read the downstream "
+                          "train or val scenes; use 'pretrain'")
+    run_dir, out = Path(run_dir), Path(out)
+    trainer = train(cfg, run_dir, resume=resume, progress=progress)
+    if trainer.interrupted:
+        return None
+    export_backbone(trainer.model, out, cfg, trainer.step)
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    return {"out": str(out), "result": trainer.result, "loss_png": str(run_dir / "loss.png")}

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from ..data.synth import VERSION
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .evaluate import headlines
@@ -26,6 +27,7 @@ def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str
         "method": model.method.name,
         "backbone": model.backbone_name,
         "dataset": cfg.data.name,
+        "dataset_version": VERSION if cfg.data.name == "synth" else None,
         "split": split or cfg.eval.split,
         "step": step,
         "metrics": {k: _finite(v) for k, v in metrics.items()},

@@ -150,8 +150,8 @@ class Trainer:
                 (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
             save_config(c, self.run_dir / "config.yaml")
         ddp.barrier(self.info)
-        data = build_dataset(c.data.name, c.data.root, "train", c.tasks, c.data.size, train=True, seed=c.seed,
-                             num=c.data.num_train or None)
+        data = build_dataset(c.data.name, c.data.root, c.data.train_split, c.tasks, c.data.size, train=True,
+                             seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
                               self.step, c.data.workers)
         writer = None
