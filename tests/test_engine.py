@@ -193,3 +193,26 @@ def test_shipped_weights_load_into_the_backbone_they_name() -> None:
     backbone = build_backbone(meta["backbone"], pretrained="builtin:swin_nano_synth", img_size=int(meta["size"]))
     weights = load_file(str(path))
     assert torch.equal(backbone.state_dict()["patch_embed.proj.weight"], weights["patch_embed.proj.weight"].float())
+
+@pytest.mark.parametrize("text, expected", [
+    ("train:\n  steps: 2\n  steps: 9999\n", "duplicate key 'steps' at line 3 (first at line 2)"),
+    ("", "is empty"),
+    ("train: [1,\n", "not valid YAML at line"),
+])
+def test_config_files_that_would_mislead_are_refused(tmp_path: Path, text: str, expected: str) -> None:
+    from vmt_adapter.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")) as info:
+        load_config(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_non_utf8_config_is_one_line(tmp_path: Path) -> None:
+    from vmt_adapter.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)

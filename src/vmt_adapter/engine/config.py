@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from ..errors import ConfigError
+from ..fileio import atomic_write
 from ..tasks import parse_task_names
 
 
@@ -136,19 +137,50 @@ def _set(tree: dict, dotted: str, raw: str) -> None:
         raise ConfigError(f"--set {dotted}={raw}: not a valid value ({exc.problem})") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> dict:
+    """The file's mapping; every failure is one line naming the file (and line and column for syntax)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
+    try:
+        tree = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if tree is None:
+        raise ConfigError(f"config file {path} is empty; give at least one key (every other key has a default)")
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys")
+    return tree
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides; validated as a whole."""
-    tree: dict = {}
-    if path:
-        path = Path(path)
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys")
+    tree: dict = _read_yaml(Path(path)) if path else {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -190,4 +222,4 @@ def validate(cfg: RunConfig) -> RunConfig:
 def save_config(cfg: RunConfig, path: Path) -> None:
     d = cfg.to_dict()
     d["train"]["betas"] = list(d["train"]["betas"])
-    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(d, sort_keys=False)))
