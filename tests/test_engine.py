@@ -53,9 +53,11 @@ def test_short_training_run_lowers_the_loss(tmp_path: Path) -> None:
     assert result["details"]["normals"]["mean"] == result["metrics"]["normals"]
     assert (run / "adapter.safetensors").exists() and (run / "tb").is_dir()
     # `vmt eval` on the finished run reproduces the training run's final evaluation
+    before = (run / "eval.json").read_bytes()
     assert main(["eval", "--run", str(run), "--reference", "pascal-swin-t"]) == 0
-    again = json.loads((run / "eval.json").read_text())
+    again = json.loads((run / "eval-val.json").read_text())
     assert again["metrics"] == result["metrics"] and again["dm"] is not None
+    assert (run / "eval.json").read_bytes() == before  # the training's own evaluation stays untouched
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:

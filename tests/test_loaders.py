@@ -252,3 +252,21 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "wrote 2 train and 0 val samples" in capsys.readouterr().out
     assert NYUDv2MT(tmp_path, "train", ["depth"])[0]["depth"].shape == (1, 16, 16)
     assert main(["data", "export-synth", "--out", str(tmp_path), "--num", "0", "--size", "16"]) == 2
+
+
+def test_repeated_id_in_a_split_file_is_refused(pascal_copy: Path) -> None:
+    split = pascal_copy / "ImageSets" / "Context" / "train.txt"
+    ids = split.read_text().split()
+    split.write_text("\n".join(ids + [ids[0], ids[0]]) + "\n")
+    with pytest.raises(DataError, match=f"id '{ids[0]}' is listed 3 times"):
+        PascalContextMT(pascal_copy, "train", ["semseg"])
+
+
+def test_export_into_a_non_empty_folder_needs_overwrite(pascal_copy: Path) -> None:
+    split = pascal_copy / "ImageSets" / "Context" / "train.txt"
+    before = split.read_text()
+    with pytest.raises(ConfigError, match="not empty.*--overwrite"):
+        export_synth(pascal_copy, 2, SIZE, layout="pascal")
+    assert split.read_text() == before
+    export_synth(pascal_copy, 2, SIZE, layout="pascal", overwrite=True)
+    assert split.read_text().split() == ["synth_train_000000", "synth_train_000001"]

@@ -18,10 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="SynthScenes stream (default 0)")
     e.add_argument("--layout", choices=tuple(LAYOUTS), default="pascal", help="on-disk format (default pascal)")
     e.add_argument("--val-fraction", type=float, default=0.2, help="share of samples in the val split (default 0.2)")
+    e.add_argument("--overwrite", action="store_true", help="write into a non-empty folder, replacing its split files")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    ids = export_synth(args.out, args.num, args.size, args.seed, args.layout, args.val_fraction)
+    ids = export_synth(args.out, args.num, args.size, args.seed, args.layout, args.val_fraction,
+                       args.overwrite)
     print(f"wrote {len(ids['train'])} train and {len(ids['val'])} val samples ({args.layout} layout) to {args.out}")
     return 0

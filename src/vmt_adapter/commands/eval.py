@@ -7,13 +7,13 @@ from pathlib import Path
 
 from ..engine import distributed as ddp
 from ..engine.evaluate import evaluate_split
-from ..engine.results import write_eval
+from ..engine.results import eval_file_name, write_eval
 from ..engine.runs import load_run
 from .train import format_metrics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run, write RUN_DIR/eval.json")
+    p = sub.add_parser("eval", help="evaluate a trained run, write RUN_DIR/eval-SPLIT[-fullres].json")
     p.add_argument("--run", required=True, help="run directory (holds config.yaml and adapter.*)")
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
     p.add_argument("--reference", default=None, help="dm reference: built-in name or results file")
@@ -32,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
     model.to(info.device)
     details = evaluate_split(model, model.tasks, cfg, split, info, progress=info.is_main)
     if info.is_main:
-        result = write_eval(run_dir, model, details, cfg, step=-1, split=split)
+        name = eval_file_name(split, cfg.eval.full_res)
+        result = write_eval(run_dir, model, details, cfg, step=-1, split=split, name=name)
         print(format_metrics(result))
-        print(f"wrote {run_dir / 'eval.json'}")
+        print(f"wrote {run_dir / name}")
     ddp.teardown(info)
     return 0

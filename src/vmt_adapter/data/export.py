@@ -43,9 +43,13 @@ _PART_DTYPE = [("part_name", object), ("mask", object)]
 
 
 def export_synth(
-    out: str | Path, num: int, size: int, seed: int = 0, layout: str = "pascal", val_fraction: float = 0.2
+    out: str | Path, num: int, size: int, seed: int = 0, layout: str = "pascal", val_fraction: float = 0.2,
+    overwrite: bool = False,
 ) -> dict[str, list[str]]:
-    """Export ``num`` SynthScenes samples of ``size`` px, ``val_fraction`` of them as ``val``; returns ids per split."""
+    """Export ``num`` SynthScenes samples of ``size`` px, ``val_fraction`` of them as ``val``; returns ids per split.
+
+    A non-empty ``out`` is refused unless ``overwrite``: its split files would be replaced.
+    """
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown export layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     if num < 1 or size < 2:
@@ -56,6 +60,9 @@ def export_synth(
     if num - n_val < 1:
         raise ConfigError(f"exporting {num} sample(s) with val_fraction {val_fraction} leaves the train split empty")
     out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} is not empty; export into a new folder, or pass --overwrite to replace its split "
+                          "files and samples")
     for folder in LAYOUTS[layout]:
         (out / folder).mkdir(parents=True, exist_ok=True)
     write = _write_pascal if layout == "pascal" else _write_nyud

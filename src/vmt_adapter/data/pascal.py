@@ -13,6 +13,7 @@ the transform); ``nyud.py`` builds on it.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -126,6 +127,11 @@ def read_ids(path: Path) -> list[str]:
     ids = [line.strip() for line in read_file(path, Path.read_text, "split file").splitlines() if line.strip()]
     if not ids:
         raise DataError(f"{path}: split file lists no ids")
+    counts = Counter(ids)
+    repeated = [i for i, n in counts.items() if n > 1]
+    if repeated:  # a repeated id would count its image several times in every metric
+        raise DataError(f"{path}: id {repeated[0]!r} is listed {counts[repeated[0]]} times"
+                        + (f" ({len(repeated) - 1} more ids repeated)" if len(repeated) > 1 else ""))
     return ids
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..data.synth import VERSION
+from ..fileio import atomic_write
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .evaluate import headlines
@@ -17,8 +18,14 @@ def _finite(x: float) -> float | None:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def eval_file_name(split: str, full_res: bool) -> str:
+    """Where ``vmt eval`` writes: never the training's own ``eval.json`` (which marks a run finished)."""
+    return f"eval-{split}{'-fullres' if full_res else ''}.json"
+
+
 def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str, float]], cfg: RunConfig,
-               step: int, split: str | None = None) -> dict:
+               step: int, split: str | None = None, name: str = "eval.json") -> dict:
+    """Write the results of an evaluation to ``run_dir / name`` (atomically) and return them."""
     metrics = headlines(model.tasks, details)
     reference = cfg.eval.reference
     dm = multi_task_score(metrics, resolve_reference(reference)) if reference else None
@@ -37,5 +44,5 @@ def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str
         "params": model.parameter_counts(),
         "eval_resolution": "original" if cfg.eval.full_res else f"{cfg.data.size}x{cfg.data.size}",
     }
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    atomic_write(run_dir / name, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
     return result
