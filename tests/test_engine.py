@@ -218,3 +218,33 @@ def test_non_utf8_config_is_one_line(tmp_path: Path) -> None:
     path.write_bytes(b"seed: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_config(path)
+
+
+def test_a_second_writer_is_refused_and_a_dead_holder_is_stale(tmp_path: Path) -> None:
+    from vmt_adapter.engine.runlock import RunLock
+    from vmt_adapter.errors import ConfigError
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vmt_adapter.engine.runlock import RunLock\n"
+                               f"with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=f"in use by another training \\(PID {holder.pid}\\)"):
+            with RunLock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path):  # the killed holder's lock file is left behind, but holds no lock
+        pass
+
+
+def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "1", "--out", str(run), "--no-progress"]) == 0
+    for name in ("last.pt", "prev.pt", "last.pt.sha256", "prev.pt.sha256"):
+        (run / name).unlink(missing_ok=True)
+    before = (run / "eval.json").read_bytes()
+    assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "1", "--out", str(run), "--no-progress"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "eval.json").read_bytes() == before

@@ -68,8 +68,12 @@ def same_adapter(a: Path, b: Path) -> bool:
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
-    """Every file under ``root`` with its size and mtime, to see what a command wrote."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    """Every file under ``root`` with its size and mtime, to see what a command wrote.
+
+    The run lock (``.lock``) is left out: it records its latest holder's PID, not a result.
+    """
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and p.name != ".lock"}
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:

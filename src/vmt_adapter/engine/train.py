@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import signal
@@ -28,6 +29,12 @@ from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
 from .optim import param_groups, warmup_cosine
 from .results import write_eval
+from .runlock import RunLock
+
+
+# What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
+# from a run killed before its first checkpoint, hold nothing worth keeping).
+RUN_ARTEFACTS = ("last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")
 
 
 class NonFiniteLossError(VMTError):
@@ -136,14 +143,18 @@ class Trainer:
                     writer.add_scalar(key, value, record["step"])
 
     def fit(self) -> dict | None:
-        c, t = self.cfg, self.cfg.train
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.run_dir) if self.info.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict | None:
+        c, t = self.cfg, self.cfg.train
         ddp.barrier(self.info)
         # Check before writing anything: a refused start must leave an existing run's config.yaml as it was.
         if self.resume:
             self.restore()
-        elif (self.run_dir / "last.pt").exists() or (self.run_dir / "prev.pt").exists():
+        elif any((self.run_dir / name).exists() for name in RUN_ARTEFACTS):
             raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another --out")
         if self.info.is_main:
             if not self.resume:  # a fresh run never appends to the log of a run killed before its first checkpoint
