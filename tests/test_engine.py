@@ -149,7 +149,7 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -
     assert (out / "predictions" / "val_0_compare.png").exists() and "val_0_compare.png" in report
     stamp = (out / "vmt" / "eval.json").stat().st_mtime
     assert main(args) == 0
-    assert "already finished" in capsys.readouterr().out
+    assert "reusing it" in capsys.readouterr().out
     assert (out / "vmt" / "eval.json").stat().st_mtime == stamp
 
 

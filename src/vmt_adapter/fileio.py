@@ -14,9 +14,17 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create 0600 files; follow the umask
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -144,9 +144,9 @@ def _prepare(cfg: RunConfig, run_dir: Path, tag: str) -> bool | None:
     if finished or resume:
         _check_same_config(cfg, run_dir)
     if finished:
-        print(f"[benchmark] {tag}: finished in {run_dir}, reusing it", flush=True)
+        print(f"{tag}: finished in {run_dir}, reusing it", flush=True)
         return None
-    print(f"[benchmark] {tag}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+    print(f"{tag}: {'resuming' if resume else 'training'} in {run_dir}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RECORD).unlink(missing_ok=True)
     return resume
@@ -156,21 +156,20 @@ def seed_dir(out: Path, seed: int) -> Path:
     return out / f"seed-{seed}"
 
 
-def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int], overrides: Sequence[str],
-            isolated: bool, progress: bool, jobs: int = 1) -> None:
-    """Train every (seed, method) not finished yet; with ``isolated``, up to ``jobs`` child processes at once.
+def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, progress: bool, jobs: int = 1) -> None:
+    """Train every ``(config, run_dir, tag)`` not finished yet, up to ``jobs`` child processes at once.
 
-    Parallel children split the machine's cores between them (``OMP_NUM_THREADS``), so that two
-    one-thread trainings on two cores do not fight over threads.
+    ``tag`` starts the run's progress lines; without ``isolated`` the runs train in this process.
+
+    Parallel children split the machine's cores between them (``OMP_NUM_THREADS``): on small models
+    PyTorch's CPU kernels gain little from a second thread, so two one-thread trainings side by side
+    finish well before the same two trainings one after the other with two threads each.
     """
-    queue = [(seed, method) for seed in seeds for method in methods]
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     running: list[tuple[Path, subprocess.Popen]] = []
     try:
-        for i, (seed, method) in enumerate(queue, 1):
-            cfg = method_config(suite, method, [*overrides, f"seed={seed}"])
-            run_dir = seed_dir(out, seed) / method
-            resume = _prepare(cfg, run_dir, f"{i}/{len(queue)} seed {seed} {method}")
+        for cfg, run_dir, tag in runs:
+            resume = _prepare(cfg, run_dir, tag)
             if resume is None:
                 continue
             if not isolated:
@@ -186,6 +185,15 @@ def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int],
         for _, proc in running:
             proc.wait()  # the children got the signal too; let them save their checkpoints
         raise
+
+
+def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int], overrides: Sequence[str],
+            isolated: bool, progress: bool, jobs: int = 1) -> None:
+    """Every (seed, method) of a suite, seed by seed, through ``train_runs``."""
+    queue = [(seed, method) for seed in seeds for method in methods]
+    train_runs([(method_config(suite, method, [*overrides, f"seed={seed}"]), seed_dir(out, seed) / method,
+                 f"[benchmark] {i}/{len(queue)} seed {seed} {method}") for i, (seed, method) in enumerate(queue, 1)],
+               isolated, progress, jobs)
 
 
 def _read(path: Path) -> dict:

@@ -10,6 +10,7 @@ colour scale per task.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -18,32 +19,20 @@ import torch
 from ..data import build_dataset
 from ..data.visualize import save_panel
 from ..device import pick_device
+from ..errors import VMTError
 from ..fileio import atomic_write
 from ..tasks import TASKS
+from .benchmark import RECORD, train_runs
 from .config import load_config
 from .predict import GROUND_TRUTH, PICTURES
 from .prior import prior_result
 from .report import format_table, rows_of_results
 from .runs import load_run
-from .train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 RUNS = {"vmt": "synth-vmt.yaml", "decoder-only": "synth-decoder-only.yaml"}
 LABELS = {"vmt": "VMT-Adapter", "decoder-only": "decoder-only"}
 NUM_IMAGES = 4
-
-
-def _run(name: str, config: Path, out: Path, overrides: list[str], progress: bool) -> dict:
-    run_dir = out / name
-    if (run_dir / "eval.json").exists():
-        print(f"[demo] {name}: already finished in {run_dir}, reusing it")
-        return json.loads((run_dir / "eval.json").read_text())
-    print(f"[demo] training {name} ({config.name})")
-    resume = (run_dir / "last.pt").exists()
-    trainer = train(load_config(config, overrides), run_dir, resume=resume, progress=progress)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
-    return trainer.result
 
 
 def _verdict(vmt: dict, base: dict) -> list[str]:
@@ -83,7 +72,14 @@ def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | No
     out.mkdir(parents=True, exist_ok=True)
     overrides = overrides or []
     start = time.perf_counter()
-    results = {name: _run(name, config_dir / cfg, out, overrides, progress) for name, cfg in RUNS.items()}
+    configs = {name: load_config(config_dir / cfg, overrides) for name, cfg in RUNS.items()}
+    # Both trainings at once, one process each, when there are cores for both (each gets its share).
+    train_runs([(c, out / name, f"[demo] {name}") for name, c in configs.items()], isolated=True,
+               progress=progress, jobs=min(len(RUNS), os.cpu_count() or 1))
+    missing = [name for name in RUNS if not (out / name / "eval.json").exists()]
+    if missing:
+        raise VMTError(f"demo: {', '.join(missing)} did not finish; see {out / missing[0] / RECORD}")
+    results = {name: json.loads((out / name / "eval.json").read_text()) for name in RUNS}
     cfg = load_config(config_dir / RUNS["vmt"], overrides)
     prior = prior_result(cfg)
     device = pick_device(cfg.device)
