@@ -138,6 +138,15 @@ def _finish_child(run_dir: Path, proc: subprocess.Popen) -> None:
         (run_dir / RECORD).write_text(json.dumps({"error": f"training process exited with code {code}"}))
 
 
+def _first_done(running: Sequence[tuple[Path, subprocess.Popen]]) -> int:
+    """Index of the first child to exit (polled): a free core takes the next run at once."""
+    while True:
+        for i, (_, proc) in enumerate(running):
+            if proc.poll() is not None:
+                return i
+        time.sleep(0.5)
+
+
 def _prepare(cfg: RunConfig, run_dir: Path, tag: str) -> bool | None:
     """None if ``run_dir`` holds a finished run of ``cfg`` (reused), else whether to resume it."""
     finished, resume = (run_dir / "eval.json").exists(), (run_dir / "last.pt").exists()
@@ -178,9 +187,9 @@ def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, prog
             save_config(cfg, run_dir / "config.yaml")
             running.append((run_dir, _start_child(run_dir, resume, progress and jobs == 1, threads)))
             while len(running) >= jobs:
-                _finish_child(*running.pop(0))
+                _finish_child(*running.pop(_first_done(running)))
         while running:
-            _finish_child(*running.pop(0))
+            _finish_child(*running.pop(_first_done(running)))
     except KeyboardInterrupt:
         for _, proc in running:
             proc.wait()  # the children got the signal too; let them save their checkpoints
