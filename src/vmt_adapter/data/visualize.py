@@ -75,12 +75,16 @@ def render(key: str, array: np.ndarray) -> np.ndarray:
     return _RENDER[key](np.asarray(array))
 
 
-def save_panel(sample: dict[str, Any], path: str | os.PathLike[str], columns: int = 4, rendered: bool = False) -> None:
+def save_panel(sample: dict[str, Any] | list[tuple[str, np.ndarray]], path: str | os.PathLike[str], columns: int = 4,
+               rendered: bool = False) -> None:
     """Write a titled grid of the sample's image and task maps to ``path`` (PNG).
 
-    ``rendered=True`` takes the values as RGB pictures already (e.g. prediction heat maps), in order.
+    ``rendered=True`` takes the values as RGB pictures already (e.g. prediction heat maps), in order;
+    a list of ``(title, picture)`` pairs is taken as rendered tiles (titles may repeat or be empty).
     """
-    if rendered:
+    if isinstance(sample, list):
+        tiles = [(k, np.asarray(v)) for k, v in sample]
+    elif rendered:
         tiles = [(k, np.asarray(v)) for k, v in sample.items()]
     else:
         tiles = [(k, render(k, sample[k])) for k in _RENDER if k in sample]

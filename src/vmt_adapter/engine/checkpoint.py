@@ -1,9 +1,17 @@
-"""Training-state checkpoints: atomic, checksummed, and never the only copy.
+"""Training-state checkpoints: atomic, self-checksummed, and never the only copy.
 
-``last.pt`` is written to a temporary file, flushed, fsynced and renamed; the checkpoint it
-replaces becomes ``prev.pt``. A SHA-256 of the payload sits beside each file, so a truncated or
-corrupt ``last.pt`` is detected on resume and ``prev.pt`` is used instead, with a warning.
-Files are read with ``torch.load(weights_only=True)``: a checkpoint cannot execute code.
+A checkpoint file is the ``torch.save`` payload followed by a trailer, ``MAGIC`` and the payload's
+SHA-256, so a file and its checksum can never come apart. Saving is crash-safe at every point:
+
+1. the new checkpoint is written completely as ``next.pt`` (temporary file, fsync, rename);
+2. ``last.pt`` (if any) is renamed to ``prev.pt``;
+3. ``next.pt`` is renamed to ``last.pt``.
+
+A kill between any two steps leaves a complete newest checkpoint (``next.pt`` or ``last.pt``) and
+the one before it; ``load_checkpoint`` takes the first valid of ``next.pt``, ``last.pt``,
+``prev.pt``. A corrupt file, or one without a checksum, is skipped with a warning. Files are read with
+``torch.load(weights_only=True)``: a checkpoint cannot execute code. Checkpoints of the earlier
+format (checksum in a ``.sha256`` file beside them) are still read.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write
 from ..models.backbones import describe_load_error
 
-LAST, PREV = "last.pt", "prev.pt"
+NEXT, LAST, PREV = "next.pt", "last.pt", "prev.pt"
+MAGIC = b"\nVMT-CHECKPOINT-SHA256:"
+TRAILER = len(MAGIC) + 64
 KEYS = ("step", "skipped", "model", "optimizer", "scheduler", "config")  # what ``Trainer.state`` saves
 
 
@@ -28,27 +38,46 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _rotate(run_dir: Path) -> None:
+    """Steps 2 and 3: ``last.pt`` becomes ``prev.pt``, the complete ``next.pt`` becomes ``last.pt``."""
+    last = run_dir / LAST
+    if last.exists():
+        os.replace(last, run_dir / PREV)
+        (run_dir / (PREV + ".sha256")).unlink(missing_ok=True)  # an earlier format's checksum, now stale
+    (run_dir / (LAST + ".sha256")).unlink(missing_ok=True)
+    os.replace(run_dir / NEXT, last)
+
+
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
-    last = run_dir / LAST
-    if last.exists():  # keep the last good one until the new one is complete
-        os.replace(last, run_dir / PREV)
-        if (run_dir / (LAST + ".sha256")).exists():
-            os.replace(run_dir / (LAST + ".sha256"), run_dir / (PREV + ".sha256"))
-        else:  # killed between last.pt and its checksum: never pair prev.pt with an older file's checksum
-            (run_dir / (PREV + ".sha256")).unlink(missing_ok=True)
-    atomic_write(last, lambda tmp: Path(tmp).write_bytes(data))
-    atomic_write(run_dir / (LAST + ".sha256"), lambda tmp: Path(tmp).write_text(_digest(data)))
-    return last
+    if (run_dir / NEXT).exists():  # a save killed after step 1: finish it, so that its checkpoint is kept
+        _rotate(run_dir)
+    atomic_write(run_dir / NEXT, lambda tmp: Path(tmp).write_bytes(data + MAGIC + _digest(data).encode()))
+    _rotate(run_dir)
+    return run_dir / LAST
+
+
+def _payload(path: Path) -> bytes:
+    """The payload of a checkpoint file, checked against its own trailer (or an earlier format's side file)."""
+    data = path.read_bytes()
+    if data[-TRAILER:-64] == MAGIC:
+        data, digest = data[:-TRAILER], data[-64:].decode(errors="replace")
+        if digest != _digest(data):
+            raise CheckpointError(f"checkpoint {path} fails its checksum (truncated or corrupt)")
+        return data
+    sums = path.with_name(path.name + ".sha256")
+    if not sums.exists():
+        raise CheckpointError(f"checkpoint {path} fails its checksum (no checksum trailer: truncated, or not "
+                              "written by vmt)")
+    if sums.read_text().strip() != _digest(data):
+        raise CheckpointError(f"checkpoint {path} fails its checksum (truncated or corrupt)")
+    return data
 
 
 def _read(path: Path) -> dict:
-    data = path.read_bytes()
-    sums = path.with_name(path.name + ".sha256")
-    if sums.exists() and sums.read_text().strip() != _digest(data):
-        raise CheckpointError(f"checkpoint {path} fails its checksum (truncated or corrupt)")
+    data = _payload(path)
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign format, or a pickle that would run code
@@ -59,9 +88,15 @@ def _read(path: Path) -> dict:
     return state
 
 
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete ``.*.tmp`` files that killed writers left (call only while holding the run's lock)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def load_checkpoint(run_dir: Path) -> dict | None:
     """The newest readable checkpoint of a run, or ``None`` when it has none at all."""
-    candidates = [run_dir / LAST, run_dir / PREV]
+    candidates = [run_dir / NEXT, run_dir / LAST, run_dir / PREV]
     errors = []
     for path in candidates:
         if not path.exists():

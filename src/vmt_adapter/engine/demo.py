@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data import build_dataset
@@ -45,24 +46,29 @@ def _verdict(vmt: dict, base: dict) -> list[str]:
     return lines
 
 
+PANEL_SIDE = 192  # tiles are enlarged (nearest neighbour) to about this many pixels, so that labels stay legible
+
+
 @torch.no_grad()
 def comparison_panels(models: dict[str, torch.nn.Module], dataset, out_dir: Path, num: int,
                       device: torch.device) -> list[Path]:
     """Per image: rows ground truth / each model, columns image then every task, one scale per task."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = next(iter(models.values())).tasks
     panels = []
     for i in range(num):
         item = dataset[i]
         image = dataset.raw(i)["image"]
-        tasks = next(iter(models.values())).tasks
-        tiles = {"image": image}
-        tiles |= {f"truth: {t.name}": GROUND_TRUTH[t.kind](item[t.name]) for t in tasks}
+        scale = max(1, PANEL_SIDE // image.shape[0])
+        big = lambda rgb: np.kron(np.asarray(rgb, np.uint8), np.ones((scale, scale, 1), np.uint8))  # noqa: E731
+        tiles = [("ground truth", big(image))]
+        tiles += [(f"truth {t.name}", big(GROUND_TRUTH[t.kind](item[t.name]))) for t in tasks]
         for name, model in models.items():
             outputs = model.eval()(item["image"].unsqueeze(0).to(device))
-            tiles[f"{name}: image"] = image
-            tiles |= {f"{name}: {t.name}": PICTURES[t.kind](outputs[t.name][0].float().cpu()) for t in tasks}
+            tiles.append((name, big(image)))
+            tiles += [(f"{name} {t.name}", big(PICTURES[t.kind](outputs[t.name][0].float().cpu()))) for t in tasks]
         path = out_dir / f"val_{i}_compare.png"
-        save_panel(tiles, path, columns=1 + len(tasks), rendered=True)
+        save_panel(tiles, path, columns=1 + len(tasks))
         panels.append(path)
     return panels
 

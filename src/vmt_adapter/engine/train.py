@@ -22,7 +22,7 @@ from ..models.io import save_adapter
 from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
 from . import distributed as ddp
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .config import RunConfig, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
@@ -34,7 +34,7 @@ from .runlock import RunLock
 
 # What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
 # from a run killed before its first checkpoint, hold nothing worth keeping).
-RUN_ARTEFACTS = ("last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")
+RUN_ARTEFACTS = ("next.pt", "last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")
 
 
 class NonFiniteLossError(VMTError):
@@ -150,6 +150,8 @@ class Trainer:
 
     def _fit(self) -> dict | None:
         c, t = self.cfg, self.cfg.train
+        if self.info.is_main:
+            remove_stale_temporaries(self.run_dir)  # this process holds the lock: no other writer is alive
         ddp.barrier(self.info)
         # Check before writing anything: a refused start must leave an existing run's config.yaml as it was.
         if self.resume:
