@@ -92,8 +92,30 @@ def test_report_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert md[0].startswith("| name |") and md[1].startswith("|---|") and md[2].startswith("| MTLoRA | 67.90 |")
 
 
-def test_report_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+FOUR = {"semseg": 60.0, "human_parts": 55.0, "sal": 60.0, "normals": 18.0}
+
+
+def test_dm_needs_the_reference_task_set_and_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     depth_only = _write(tmp_path / "depth.json", {"metrics": {"depth": 0.6}})
-    assert main(["report", depth_only, "--reference", "pascal-swin-t"]) == 2
+    two = _write(tmp_path / "two.json", {"name": "two", "metrics": {"semseg": 60.0, "sal": 60.0}})
+    synth = _write(tmp_path / "synth.json", {"name": "synth-run", "dataset": "synth", "metrics": FOUR})
+    pascal = _write(tmp_path / "pascal.json", {"name": "pascal-run", "dataset": "pascal", "metrics": FOUR})
+    assert main(["report", depth_only, two, synth, pascal, "--reference", "pascal-swin-t", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["depth"]["dm"] is None and "lacks the reference's task(s) semseg" in rows["depth"]["note"]
+    assert rows["two"]["dm"] is None and "human_parts, normals" in rows["two"]["note"]
+    assert rows["synth-run"]["dm"] is None and rows["synth-run"]["note"] == "no dm: measured on synth, the reference on pascal"
+    # (60/67.21 + 55/61.93 + 60/62.35 - 3) / 4 + (17.97 - 18) / 17.97 / 4, in percent
+    expected = 100 / 4 * ((60 - 67.21) / 67.21 + (55 - 61.93) / 61.93 + (60 - 62.35) / 62.35 - (18 - 17.97) / 17.97)
+    assert rows["pascal-run"]["dm"] == pytest.approx(expected) and rows["pascal-run"]["note"] is None
+    assert main(["report", two, "--reference", "pascal-swin-t"]) == 0
+    assert "- two: no dm: it lacks the reference's task(s) human_parts, normals" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("task, value", [("semseg", 140.0), ("sal", -1.0), ("normals", 200.0)])
+def test_impossible_metrics_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], task: str,
+                                         value: float) -> None:
+    bad = _write(tmp_path / "bad.json", {"metrics": FOUR | {task: value}})
+    assert main(["report", bad]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "depth.json" in err and "no task in common" in err
+    assert err.count("\n") == 1 and "bad.json" in err and f"'metrics.{task}' = {value} is impossible" in err

@@ -43,6 +43,7 @@ class TaskSpec:
     headline: str
     higher_is_better: bool
     unit: str = ""
+    bounds: tuple[float, float] = (0.0, float("inf"))  # what a headline value can be; outside it is a broken file
 
 
 # Channels are PASCAL-Context's; datasets with other label sets override them (see ``resolve_tasks``).
@@ -50,14 +51,14 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec("semseg", 21, "classes", 1.0, "mIoU", True, "%"),
-        TaskSpec("human_parts", 7, "classes", 2.0, "mIoU", True, "%"),
-        TaskSpec("sal", 1, "binary", 5.0, "mIoU", True, "%"),
-        TaskSpec("normals", 3, "normals", 10.0, "mean", False, "deg"),
+        TaskSpec("semseg", 21, "classes", 1.0, "mIoU", True, "%", (0.0, 100.0)),
+        TaskSpec("human_parts", 7, "classes", 2.0, "mIoU", True, "%", (0.0, 100.0)),
+        TaskSpec("sal", 1, "binary", 5.0, "mIoU", True, "%", (0.0, 100.0)),
+        TaskSpec("normals", 3, "normals", 10.0, "mean", False, "deg", (0.0, 180.0)),
         TaskSpec("depth", 1, "depth", 1.0, "rmse", False, "m"),
         TaskSpec("edge", 1, "edge", 50.0, "loss", False, ""),
         # Pretraining only (``vmt pretrain`` on SynthScenes): the coarse shape taxonomy.
-        TaskSpec("coarse_shape", 4, "classes", 1.0, "mIoU", True, "%"),
+        TaskSpec("coarse_shape", 4, "classes", 1.0, "mIoU", True, "%", (0.0, 100.0)),
     )
 }
 

@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the table gives mean ± std over them")
     p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process with "
                    "its share of the cores (default 1)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the runs that have finished")
     p.add_argument("--no-subprocess", action="store_true",
                    help="train in this process (faster start; CPU peak memory is then not measured)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -54,5 +55,5 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     rows = run_benchmark(args.suite, Path(out), methods, overrides, isolated=not args.no_subprocess,
                          progress=not args.no_progress, command=command_line(args, out),
-                         seeds=list(range(args.seeds)), jobs=args.jobs)
+                         seeds=list(range(args.seeds)), jobs=args.jobs, train=not args.report_only)
     return 1 if any(row["error"] for row in rows) else 0  # the table is written either way

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..engine.config import load_config
 from ..engine.prior import prior_result
-from ..engine.report import build_rows, format_table, rows_of_results
-from ..engine.score import REFERENCES, resolve_reference
+from ..engine.report import build_rows, footnotes, format_table, rows_of_results
+from ..engine.score import REFERENCES, reference_dataset, resolve_reference
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,9 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     reference = resolve_reference(args.reference) if args.reference else None
-    rows = build_rows(args.files, reference)
+    ref_dataset = reference_dataset(args.reference) if args.reference else None
+    rows = build_rows(args.files, reference, ref_dataset)
     if args.prior:
         config = Path(args.files[0]).parent / "config.yaml"
-        rows += rows_of_results([prior_result(load_config(config))], reference)
-    print(json.dumps(rows, indent=2) if args.json else format_table(rows, markdown=args.markdown))
+        rows += rows_of_results([prior_result(load_config(config))], reference, ref_dataset=ref_dataset)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(format_table(rows, markdown=args.markdown))
+    notes = footnotes(rows)
+    if notes:
+        print("\n" + notes)
     return 0

@@ -394,8 +394,11 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
 
 def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, overrides: Sequence[str] = (),
                   isolated: bool = True, progress: bool = True, command: str = "", seeds: Sequence[int] = (0,),
-                  jobs: int = 1) -> list[dict]:
-    """Train (or reuse) every method for every seed, then write ``out/results.{json,md}`` and the dm figure."""
+                  jobs: int = 1, train: bool = True) -> list[dict]:
+    """Train (or reuse) every method for every seed, then write ``out/results.{json,md}`` and the dm figure.
+
+    ``train=False`` only tabulates the runs that have finished (the others show as missing).
+    """
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -403,7 +406,8 @@ def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, o
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
-    run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs)
+    if train:
+        run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs)
     common = method_config(suite, methods[0], overrides)  # all but model.method, hparams and seed are shared
     per_seed = {s: collect_rows(seed_dir(out, s), methods, len(common.tasks)) for s in seeds}
     rows = aggregate(per_seed)

@@ -7,26 +7,40 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..tasks import TASKS, TaskSpec
-from .score import load_results, multi_task_score
+from .score import dm_obstacle, load_results, multi_task_score
 
 
 def rows_of_results(results: Sequence[Mapping[str, Any]], reference: Mapping[str, float] | None,
-                    where: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One ``{"name", "metrics", "dm", "trainable"}`` row per results dict; ``dm`` is None without a reference."""
+                    where: Sequence[str] | None = None, ref_dataset: str | None = None) -> list[dict[str, Any]]:
+    """One ``{"name", "metrics", "dm", "trainable", "note"}`` row per results dict.
+
+    ``dm`` is None without a reference, and (with a ``note`` saying why) when the row lacks one of
+    the reference's tasks or was measured on another dataset than ``ref_dataset``.
+    """
     rows = []
     for i, result in enumerate(results):
-        try:
-            dm = None if reference is None else multi_task_score(result["metrics"], reference)
-        except ConfigError as exc:
-            raise ConfigError(f"{where[i] if where else result['name']}: {exc}") from None
+        note = dm = None
+        if reference is not None:
+            note = dm_obstacle(result, reference, ref_dataset)
+            try:
+                dm = None if note else multi_task_score(result["metrics"], reference)
+            except ConfigError as exc:
+                raise ConfigError(f"{where[i] if where else result['name']}: {exc}") from None
         trainable = result.get("trainable", (result.get("params") or {}).get("trainable"))
-        rows.append({"name": result["name"], "metrics": result["metrics"], "dm": dm, "trainable": trainable})
+        rows.append({"name": result["name"], "metrics": result["metrics"], "dm": dm, "trainable": trainable,
+                     "note": note})
     return rows
 
 
-def build_rows(files: Sequence[str], reference: Mapping[str, float] | None) -> list[dict[str, Any]]:
+def build_rows(files: Sequence[str], reference: Mapping[str, float] | None,
+               ref_dataset: str | None = None) -> list[dict[str, Any]]:
     """``rows_of_results`` of results files (a run's eval.json, or a hand-written results file)."""
-    return rows_of_results([load_results(path) for path in files], reference, where=files)
+    return rows_of_results([load_results(path) for path in files], reference, where=files, ref_dataset=ref_dataset)
+
+
+def footnotes(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per row whose dm was withheld, saying why."""
+    return "\n".join(f"- {row['name']}: {row['note']}" for row in rows if row.get("note"))
 
 
 def _task_header(spec: TaskSpec) -> str:

@@ -21,6 +21,7 @@ from ..tasks import TASKS
 REFERENCES: dict[str, dict[str, float]] = {
     "pascal-swin-t": {"semseg": 67.21, "human_parts": 61.93, "sal": 62.35, "normals": 17.97},
 }
+REFERENCE_DATASETS: dict[str, str] = {"pascal-swin-t": "pascal"}
 
 
 def multi_task_score(metrics: Mapping[str, float], reference: Mapping[str, float]) -> float:
@@ -66,6 +67,10 @@ def _metrics(raw: Any, path: Path) -> dict[str, float]:
             value = value[TASKS[task].headline]
         if value is not None:
             out[task] = _number(value, path, key)
+            lo, hi = TASKS[task].bounds
+            if not lo <= out[task] <= hi:
+                raise ConfigError(f"{path}: key {key!r} = {out[task]} is impossible for {task} "
+                                  f"({TASKS[task].headline} lies in {lo:g}..{hi:g})")
     return out
 
 
@@ -99,7 +104,9 @@ def load_results(path: str | Path) -> dict[str, Any]:
         trainable = _number(params["trainable"], path, "params.trainable")
     else:
         trainable = None
-    return {"name": name, "metrics": _metrics(data["metrics"], path), "trainable": trainable, "path": str(path)}
+    dataset = data.get("dataset")
+    return {"name": name, "metrics": _metrics(data["metrics"], path), "trainable": trainable, "path": str(path),
+            "dataset": dataset if isinstance(dataset, str) else None}
 
 
 def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
@@ -109,3 +116,21 @@ def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
     if Path(name_or_path).is_file():
         return load_results(name_or_path)["metrics"]
     raise ConfigError(f"reference {str(name_or_path)!r}: neither a built-in ({', '.join(REFERENCES)}) nor a results file")
+
+
+def reference_dataset(name_or_path: str | Path) -> str | None:
+    """The dataset a reference was measured on (a built-in's, or a results file's ``dataset``), if known."""
+    if str(name_or_path) in REFERENCE_DATASETS:
+        return REFERENCE_DATASETS[str(name_or_path)]
+    return load_results(name_or_path)["dataset"] if Path(name_or_path).is_file() else None
+
+
+def dm_obstacle(result: Mapping[str, Any], reference: Mapping[str, float], ref_dataset: str | None) -> str | None:
+    """Why dm of ``result`` against ``reference`` would compare unlike things (None when it is comparable)."""
+    missing = [t for t in reference if t not in result["metrics"]]
+    if missing:
+        return f"no dm: it lacks the reference's task(s) {', '.join(missing)}"
+    dataset = result.get("dataset")
+    if ref_dataset and dataset and dataset != ref_dataset:
+        return f"no dm: measured on {dataset}, the reference on {ref_dataset}"
+    return None
