@@ -234,3 +234,49 @@ def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hp
 def test_bad_hyper_parameters_are_config_errors(method: str, hparams: dict) -> None:
     with pytest.raises(ConfigError):
         build_method(method, ["sal"], **hparams)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_round_trips_through_from_pretrained(tmp_path, method: str) -> None:
+    """Save the trainable part, rebuild with ``vmt_adapter.from_pretrained`` on the same base: same outputs."""
+    import vmt_adapter
+
+    base = tmp_path / "base.pth"
+    torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
+    torch.manual_seed(0)
+    model = MultiTaskModel("swin_nano", method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    model.eval()
+    save_adapter(model, tmp_path)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+        torch.manual_seed(123)  # other random decoders, had anything been left out of the file
+        got = vmt_adapter.from_pretrained(tmp_path, pretrained=base).eval()(images)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
+
+
+def test_an_adapter_is_bound_to_its_base_weights(tmp_path) -> None:
+    import vmt_adapter
+    from vmt_adapter.errors import WeightsError
+
+    base, other = tmp_path / "base.pth", tmp_path / "other.pth"
+    torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
+    torch.save(build_backbone("swin_nano", img_size=32).state_dict(), other)
+    save_adapter(MultiTaskModel("swin_nano", "vmt", resolve_tasks("sal"), pretrained=base, img_size=32), tmp_path)
+    meta = json.loads((tmp_path / "adapter.json").read_text())["base_weights"]
+    import hashlib
+    assert meta == {"name": str(base), "sha256": hashlib.sha256(base.read_bytes()).hexdigest()}
+    with pytest.raises(WeightsError, match=r"trained on base weights .*base\.pth.*not on .*other\.pth"):
+        vmt_adapter.from_pretrained(tmp_path, pretrained=other)
+    with pytest.raises(WeightsError, match="not on 'random init'"):
+        vmt_adapter.from_pretrained(tmp_path)
+    vmt_adapter.from_pretrained(tmp_path, pretrained=other, allow_other_base=True)
+    cfg = json.loads((tmp_path / "adapter.json").read_text())
+    (tmp_path / "adapter.json").write_text(json.dumps(cfg | {"format": "something/9"}))
+    with pytest.raises(WeightsError, match="format 'something/9'"):
+        vmt_adapter.from_pretrained(tmp_path, pretrained=base)

@@ -6,6 +6,7 @@ project never downloads weights: ``pretrained`` is a path the user names.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import warnings
@@ -118,8 +119,20 @@ def load_weights(model: SwinTransformer, path: str | Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def weights_identity(path: str | Path | None) -> dict:
+    """What an adapter records of its base weights: the name given and the SHA-256 of the file."""
+    if not path:
+        return {"name": "random init", "sha256": None}
+    digest = hashlib.sha256()
+    with open(resolve_weights(path), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"name": str(path), "sha256": digest.hexdigest()}
+
+
 def list_backbones() -> list[str]:
     return list(BACKBONES)
 
 
-__all__ = ["BACKBONES", "build_backbone", "default_size", "list_backbones", "load_weights", "read_state_dict", "timm"]
+__all__ = ["BACKBONES", "build_backbone", "default_size", "list_backbones", "load_weights", "read_state_dict", "timm",
+           "weights_identity"]

@@ -33,6 +33,7 @@ def adapter_config(model: MultiTaskModel) -> dict:
         "tasks": [t.name for t in model.tasks],
         "task_channels": {t.name: t.channels for t in model.tasks},
         "hparams": model.method.hparams(),
+        "base_weights": model.base_weights,
     }
 
 
@@ -60,14 +61,21 @@ def read_adapter_config(path: str | Path) -> dict:
         raise WeightsError(f"adapter config {cfg_path} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(cfg, dict):
         raise WeightsError(f"adapter config {cfg_path} must hold a JSON object, got {type(cfg).__name__}")
+    if cfg.get("format") != FORMAT:
+        raise WeightsError(f"adapter config {cfg_path}: format {cfg.get('format')!r} is not {FORMAT!r}")
     missing = [k for k in ("method", "backbone", "tasks", "hparams") if k not in cfg]
     if missing:
         raise WeightsError(f"adapter config {cfg_path} lacks key(s) {', '.join(missing)}")
     return cfg
 
 
-def model_from_adapter(path: str | Path, pretrained: str | Path | None = None) -> MultiTaskModel:
-    """Rebuild the model an adapter file was trained with, on a base backbone, and load the file."""
+def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
+                       allow_other_base: bool = False) -> MultiTaskModel:
+    """Rebuild the model an adapter file was trained with, on a base backbone, and load the file.
+
+    ``pretrained`` must be the base weights the adapter was trained on (checked by SHA-256) unless
+    ``allow_other_base``. This is the library's ``from_pretrained``.
+    """
     cfg = read_adapter_config(path)
     if _typed(cfg, "backbone", str, path) not in BACKBONES:  # said here: the backbone's own error names no file
         raise WeightsError(f"adapter {path}: unknown backbone {cfg['backbone']!r}; choose from {', '.join(BACKBONES)}")
@@ -80,7 +88,7 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None) -
                                **_typed(cfg, "hparams", dict, path))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
         raise WeightsError(f"adapter {path} describes a model that cannot be built: {exc}") from None
-    load_adapter(model, path)
+    load_adapter(model, path, allow_other_base)
     return model
 
 
@@ -95,8 +103,10 @@ def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = .
     return value
 
 
-def load_adapter(model: MultiTaskModel, path: str | Path) -> None:
-    """Load an adapter file into ``model``; a file for another backbone, method or task set is refused."""
+def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool = False) -> None:
+    """Load an adapter file into ``model``; a file for another backbone, method or task set is refused,
+    and so is one trained on other base weights unless ``allow_other_base`` (files that predate the
+    record are not checked)."""
     path = Path(path)
     cfg = read_adapter_config(path)
     own = adapter_config(model)
@@ -104,6 +114,11 @@ def load_adapter(model: MultiTaskModel, path: str | Path) -> None:
              for k in ("backbone", "method", "tasks", "hparams") if cfg.get(k) != own[k]]
     if diffs:
         raise WeightsError(f"adapter {path} does not fit this model ({'; '.join(diffs)})")
+    base = cfg.get("base_weights")
+    if isinstance(base, dict) and not allow_other_base and base.get("sha256") != model.base_weights["sha256"]:
+        raise WeightsError(f"adapter {path} was trained on base weights {base.get('name')!r} "
+                           f"(sha256 {str(base.get('sha256'))[:12]}), not on {model.base_weights['name']!r}; "
+                           "pass the same weights, or allow_other_base=True")
     weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
     try:
         state = load_file(str(weights))

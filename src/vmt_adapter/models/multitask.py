@@ -9,7 +9,7 @@ from torch import nn
 
 from ..tasks import TaskSpec
 from .adapters import Method, build_method
-from .backbones import build_backbone
+from .backbones import build_backbone, weights_identity
 from .decoders import MultiScaleDecoder
 
 
@@ -29,6 +29,7 @@ class MultiTaskModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
+        self.base_weights = weights_identity(pretrained)  # recorded in adapter files, checked on rebuild
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.
         self.backbone.norm = nn.Identity()

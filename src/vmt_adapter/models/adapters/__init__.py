@@ -68,6 +68,9 @@ class VMTLiteMethod(VMTMethod):
     def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu") -> None:
         super().__init__(task_names, bottleneck=bottleneck, scale=scale, act=act, lite=True)
 
+    def hparams(self) -> dict:
+        return {k: v for k, v in self.cfg.to_dict().items() if k != "lite"}  # implied by the method, not a keyword
+
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
