@@ -593,3 +593,30 @@ def test_cli_process_prints_one_line_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("vmt train: error: /nonexistent: PascalContextMT root not found; expected a folder")
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_resume_rules_name_the_key_and_allow_harmless_changes(base_run: dict, tmp_path: Path, capsys) -> None:
+    """Keys that change the result are refused by name; workers, logging, evaluation and paths may change."""
+    run = copy_run(base_run["run"], tmp_path / "run")
+    for name in ("adapter.safetensors", "adapter.json", "eval.json"):
+        (run / name).unlink()
+    code = main(["train", "--resume", "--out", str(run), "--set", "model.bottleneck=8"])
+    assert "differs from the checkpoint's in model.bottleneck " in one_line_error(capsys, code)
+    code = main(["train", "--resume", "--out", str(run), "--steps", "4"])
+    assert f"train.steps=4 is below the checkpoint's step {STEPS}" in one_line_error(capsys, code)
+    assert main(["train", "--resume", "--out", str(run), "--no-progress", "--set", "data.workers=1",
+                 "--set", "train.log_every=3", "--set", "eval.batch_size=2"]) == 0
+    assert same_adapter(run, base_run["run"])
+
+
+def test_resume_under_another_world_size_is_refused(base_run: dict, tmp_path: Path) -> None:
+    from vmt_adapter.engine import checkpoint
+    from vmt_adapter.engine.config import load_config
+    from vmt_adapter.engine.train import Trainer
+
+    run = copy_run(base_run["run"], tmp_path / "run")
+    state = checkpoint.load_checkpoint(run)
+    checkpoint.save_checkpoint(run, state | {"world_size": 2})  # as written by a 2-process run
+    (run / "eval.json").unlink()
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), this is 1; the global batch would change"):
+        Trainer(load_config(run / "config.yaml"), run, resume=True, progress=False).restore()

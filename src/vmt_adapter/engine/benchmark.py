@@ -35,7 +35,7 @@ from ..fileio import atomic_write
 from ..models.adapters import METHODS
 from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
-from .config import RunConfig, load_config, save_config
+from .config import RunConfig, flatten_config, load_config, save_config
 from .prior import prior_result
 from .score import load_results, multi_task_score
 from .train import train
@@ -102,20 +102,9 @@ def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolate
     return record
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """Dotted keys, so that a config mismatch is named key by key (a method's hparams count as one key)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and key != "hparams":
-            out |= _flatten(value, f"{prefix}{key}.")
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def _check_same_config(cfg: RunConfig, run_dir: Path) -> None:
     """A finished run is reused only if it had this very config: the table's premise is one budget."""
-    saved, now = _flatten(load_config(run_dir / "config.yaml").to_dict()), _flatten(cfg.to_dict())
+    saved, now = flatten_config(load_config(run_dir / "config.yaml").to_dict()), flatten_config(cfg.to_dict())
     diffs = [k for k in now if saved.get(k) != now[k]]
     if diffs:
         raise ConfigError(f"{run_dir} was trained with a different config ({', '.join(diffs)}); "

@@ -219,6 +219,18 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def flatten_config(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a nested config dict, so that a mismatch is named key by key (a method's hparams
+    count as one key)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "hparams":
+            out |= flatten_config(value, f"{prefix}{key}.")
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
     d = cfg.to_dict()
     d["train"]["betas"] = list(d["train"]["betas"])

@@ -23,7 +23,7 @@ from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .config import RunConfig, save_config
+from .config import RunConfig, flatten_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
@@ -35,6 +35,13 @@ from .runlock import RunLock
 # What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
 # from a run killed before its first checkpoint, hold nothing worth keeping).
 RUN_ARTEFACTS = ("next.pt", "last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")
+
+
+# Keys a resumed run may change: they move files, logs or evaluation, not the trained weights.
+# (train.steps may grow: the schedule is then the longer one's, as the checkpoint's scheduler state allows.)
+FREE_ON_RESUME = ("train.steps", "data.workers", "data.root", "data.cache_dir", "device", "train.log_every",
+                  "train.ckpt_every", "train.eval_every", "eval.split", "eval.batch_size", "eval.full_res",
+                  "eval.reference")
 
 
 class NonFiniteLossError(VMTError):
@@ -89,17 +96,26 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "config": self.cfg.to_dict(),
+            "world_size": self.info.world_size,
         }
 
     def restore(self) -> None:
         state = load_checkpoint(self.run_dir)
         if state is None:
             raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
-        saved, now = state["config"], self.cfg.to_dict()
-        diffs = [k for k in now if k != "train" and saved.get(k) != now[k]]
-        diffs += [f"train.{k}" for k in now["train"] if k != "steps" and saved["train"].get(k) != now["train"][k]]
+        saved, now = flatten_config(state["config"]), flatten_config(self.cfg.to_dict())
+        diffs = [k for k in now if saved.get(k) != now[k] and k not in FREE_ON_RESUME]
         if diffs:
-            raise CheckpointError(f"--resume: the config differs from the checkpoint's in {', '.join(diffs)}")
+            raise CheckpointError(f"--resume: the config differs from the checkpoint's in {', '.join(diffs)} "
+                                  "(only keys that leave the result unchanged may change: "
+                                  f"{', '.join(FREE_ON_RESUME)})")
+        if self.cfg.train.steps < state["step"]:
+            raise CheckpointError(f"--resume: train.steps={self.cfg.train.steps} is below the checkpoint's step "
+                                  f"{state['step']}; a run cannot be shortened after the fact")
+        world = state.get("world_size", self.info.world_size)
+        if world != self.info.world_size:
+            raise CheckpointError(f"--resume: the checkpoint was written by {world} process(es), this is "
+                                  f"{self.info.world_size}; the global batch would change")
         params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
         with torch.no_grad():
             for k, v in state["model"].items():
