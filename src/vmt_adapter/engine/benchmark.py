@@ -290,17 +290,18 @@ def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
     specs = [TASKS[t] for t in tasks]
     head = ["method"] + [f"{s.name} {s.headline}{f' ({s.unit})' if s.unit else ''} {'↑' if s.higher_is_better else '↓'}"
                          for s in specs]
-    head += ["dm vs st-full (%) ↑", "adapter params", "trainable params", "backbone passes", "wall (s)",
+    head += ["dm vs st-full (%) ↑", "seeds", "adapter params", "trainable params", "backbone passes", "wall (s)",
              "peak mem (MB)"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for r in rows:
         cells = [r["method"]] + [_pm(r["metrics"].get(t), r.get("metrics_std", {}).get(t)) for t in tasks]
-        cells += [_pm(r["dm"], r.get("dm_std"), "+.2f"), _fmt(r["adapter_params"], ","),
+        cells += [_pm(r["dm"], r.get("dm_std"), "+.2f"), str(len(r.get("seeds", [0] if r["metrics"] else []))),
+                  _fmt(r["adapter_params"], ","),
                   _fmt(r["trainable_params"], ","), _fmt(r["backbone_passes"], "d"),
                   _fmt(r["wall_s"], ".0f") + ("*" if r["resumed"] else ""), _fmt(r["peak_mem_mb"], ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     if prior is not None:
-        cells = ["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "0", "0", "0", "-", "-"]
+        cells = ["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "-", "0", "0", "0", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -346,7 +347,7 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
         f"the same); {d.num_train or 'default'} training scenes; evaluation on {d.num_val or 'the default'} "
         f"{cfg.eval.split} scenes at {d.size}x{d.size}. Backbone {cfg.model.backbone}, weights "
         f"`{cfg.model.pretrained or 'random init'}`. Dataset {rows[0]['dataset_version'] if rows else '-'}.",
-        "- Cells: mean ± sample standard deviation over the seeds that finished.",
+        "- Cells: mean ± sample standard deviation over the seeds that finished (column `seeds`).",
         "- Method keywords (only width-like sizes are set: each method's own default halved for swin_nano, "
         "half as wide as Swin-T): "
         + "; ".join(f"{r['method']} {json.dumps(r['hparams'])}" for r in rows if r["hparams"]) + ".",
