@@ -286,7 +286,7 @@ def _pm(mean: float | None, std: float | None, spec: str = ".2f") -> str:
 
 def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
     """Markdown: task columns as mean ± std over seeds, then dm, parameters and cost columns; the prior last."""
-    tasks = list(dict.fromkeys(t for r in rows for t in r["metrics"]))
+    tasks = list(dict.fromkeys(t for r in [*rows, prior or {"metrics": {}}] for t in r["metrics"]))
     specs = [TASKS[t] for t in tasks]
     head = ["method"] + [f"{s.name} {s.headline}{f' ({s.unit})' if s.unit else ''} {'↑' if s.higher_is_better else '↓'}"
                          for s in specs]
