@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -248,3 +249,33 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path: Path, c
     assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "1", "--out", str(run), "--no-progress"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (run / "eval.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("data.size=50", "'data.size' must be a multiple of 32"),
+    ("data.size=100000", "'data.size' must be a multiple of 32, at most 4096"),
+    ("train.betas=[2, 3]", "'train.betas' must be two numbers in [0, 1)"),
+    ("train.grad_clip=-1", "'train.grad_clip' must be non-negative"),
+    ("train.weight_decay=-0.1", "'train.weight_decay' must be non-negative"),
+    ("data.workers=-1", "'data.workers' must be non-negative"),
+    ("seed=-1", "'seed' must be in 0..2**32 - 1"),
+    ("seed=1180591620717411303424", "'seed' must be in 0..2**32 - 1"),
+    ("tasks=[[semseg]]", "'tasks' must be a list of task names"),
+    ("model.bottleneck=1000000000", "'model.bottleneck' must be at most 65536"),
+    ("device=cpux", "device 'cpux' is not a device name"),
+    ("eval.split=test", "SynthScenes has no split 'test'"),
+])
+def test_bad_values_are_refused_before_any_work(item: str, expected: str) -> None:
+    from vmt_adapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        load_config(CONFIG, [item])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_refused() -> None:
+    from vmt_adapter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        load_config(CONFIG, ["device=cuda"])

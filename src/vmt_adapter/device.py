@@ -11,14 +11,21 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` means CUDA when present, else CPU; an explicit name is honoured or refused."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(requested)
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {requested!r} is not a device name (auto, cpu, cuda, cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} requested but CUDA is not available")
+        raise ConfigError(f"device {requested!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

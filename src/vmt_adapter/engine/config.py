@@ -14,6 +14,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from ..data.synth import SPLITS
+from ..device import pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..tasks import parse_task_names
@@ -191,6 +193,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def validate(cfg: RunConfig) -> RunConfig:
+    if not all(isinstance(t, str) for t in (cfg.tasks if isinstance(cfg.tasks, list) else [cfg.tasks])):
+        raise ConfigError(f"config key 'tasks' must be a list of task names, got {cfg.tasks!r}")
     cfg.tasks = parse_task_names(cfg.tasks)
     checks = [
         ("data.name", cfg.data.name in ("synth", "pascal", "nyud"), "one of synth, pascal, nyud"),
@@ -207,6 +211,17 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
         ("model.bottleneck", cfg.model.bottleneck >= 1, "at least 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio >= 1, "at least 1"),
+        # Swin halves the map three times after its patch-4 embedding: sides must divide by 32.
+        ("data.size", cfg.data.size % 32 == 0 and cfg.data.size <= 4096, "a multiple of 32, at most 4096"),
+        ("train.grad_clip", cfg.train.grad_clip >= 0, "non-negative (0 disables clipping)"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, "non-negative"),
+        ("train.betas", len(cfg.train.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1
+                                                          for b in cfg.train.betas), "two numbers in [0, 1)"),
+        ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
+        ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
+        ("model.bottleneck", cfg.model.bottleneck <= 65536, "at most 65536"),
+        ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
+        ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),
     ]
     for key, ok, expected in checks:
         if not ok:
@@ -214,6 +229,12 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = set(cfg.train.loss_weights) - set(cfg.tasks)
     if unknown:
         raise ConfigError(f"train.loss_weights names task(s) not in tasks: {', '.join(sorted(unknown))}")
+    pick_device(cfg.device)  # an unknown or absent device is refused before any work
+    if cfg.data.name == "synth":  # real datasets name their split files; their loaders report a missing one
+        for key, split in (("eval.split", cfg.eval.split), ("data.train_split", cfg.data.train_split)):
+            if split not in SPLITS:
+                raise ConfigError(f"config key {key!r}: SynthScenes has no split {split!r}; choose from "
+                                  f"{', '.join(SPLITS)}")
     if cfg.data.name != "synth" and not cfg.data.root:
         raise ConfigError(f"data.root is required for data.name={cfg.data.name!r} (set it with --set data.root=DIR)")
     return cfg
