@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -279,3 +280,18 @@ def test_cuda_without_cuda_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="CUDA is not available"):
         load_config(CONFIG, ["device=cuda"])
+
+
+def test_a_16_bit_png_is_scaled_by_its_bit_depth(tmp_path: Path) -> None:
+    from vmt_adapter.engine.predict import load_image
+
+    grey = np.full((4, 4), 32768, np.uint16)  # half of 16-bit full scale: mid-grey, not white
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    rgb = load_image(tmp_path / "g16.png")
+    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8 and (rgb == 128).all()
+
+
+def test_inputs_with_one_stem_get_distinct_outputs() -> None:
+    from vmt_adapter.engine.predict import output_stems
+
+    assert output_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png"), Path("c/x.png")]) == ["x", "x-2", "y", "x-3"]

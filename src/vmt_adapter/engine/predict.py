@@ -59,11 +59,27 @@ def load_image(path: Path) -> np.ndarray:
     """RGB uint8 (H, W, 3); grayscale, palette and RGBA images are converted, not refused."""
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: convert("RGB") would clip at 255
+                grey = np.asarray(im).astype(np.float64)
+                top = 65535.0 if im.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                grey = np.round(grey.clip(0, top) / top * 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=-1)
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, DecompressionBombError... for bad files
         raise DataError(f"cannot read image {path}: {' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
+def output_stems(images: list[Path]) -> list[str]:
+    """File stems for the outputs; inputs that share a stem (a/x.png, b/x.jpg) get ``x``, ``x-2``, ..."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in images:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+    return stems
 
 
 @torch.no_grad()
@@ -73,16 +89,16 @@ def predict_files(model: MultiTaskModel, images: list[Path], out_dir: Path, devi
     transform = build_transform(train=False, size=model.img_size)
     model.eval()
     panels = []
-    for path in images:
+    for path, stem in zip(images, output_stems(images)):
         rgb = load_image(Path(path))
-        x = transform({"image": rgb, "id": Path(path).stem})["image"].unsqueeze(0).to(device)
+        x = transform({"image": rgb, "id": stem})["image"].unsqueeze(0).to(device)
         outputs = model(x)
         shown = {"image": np.asarray(Image.fromarray(rgb).resize((model.img_size, model.img_size)))}
         for spec in model.tasks:
             picture = PICTURES[spec.kind](outputs[spec.name][0].float().cpu())
-            Image.fromarray(picture).save(out_dir / f"{Path(path).stem}_{spec.name}.png")
+            Image.fromarray(picture).save(out_dir / f"{stem}_{spec.name}.png")
             shown[spec.name] = picture
-        panel = out_dir / f"{Path(path).stem}_panel.png"
+        panel = out_dir / f"{stem}_panel.png"
         save_panel(shown, panel, columns=len(shown), rendered=True)
         panels.append(panel)
     return panels
