@@ -270,3 +270,17 @@ def test_export_into_a_non_empty_folder_needs_overwrite(pascal_copy: Path) -> No
     assert split.read_text() == before
     export_synth(pascal_copy, 2, SIZE, layout="pascal", overwrite=True)
     assert split.read_text().split() == ["synth_train_000000", "synth_train_000001"]
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (lambda d: d.astype(np.complex64), "holds complex numbers"),
+    (lambda d: np.where(d > 0, 1e300, 0.0), "must be finite and >= 0 in float32"),
+])
+def test_nyud_depth_that_is_not_real_float32_is_refused(nyud_root: Path, tmp_path: Path, bad, expected: str) -> None:
+    root = tmp_path / "nyud"
+    shutil.copytree(nyud_root, root)
+    sample = (root / "gt_sets" / "train.txt").read_text().split()[0]
+    path = root / "depth" / f"{sample}.npy"
+    np.save(path, bad(np.load(path).astype(np.float64)))
+    with pytest.raises(DataError, match=expected):
+        NYUDv2MT(root, "train", ["depth"]).raw(0)

@@ -54,9 +54,12 @@ class NYUDv2MT(FolderDataset):
             out["semseg"] = np.where(stored == 0, IGNORE_INDEX, stored - 1).astype(np.uint8)
         if "depth" in files:
             depth = _array(files["depth"], "depth", hw, ndim=2)
+            # Checked after the float32 cast: a float64 value beyond float32's range would become inf.
+            with np.errstate(over="ignore", invalid="ignore"):
+                depth = depth.astype(np.float32)
             if not np.isfinite(depth).all() or (depth < 0).any():
-                raise DataError(f"{files['depth']}: depth must be finite and >= 0 (metres, 0 = invalid)")
-            out["depth"] = depth.astype(np.float32)
+                raise DataError(f"{files['depth']}: depth must be finite and >= 0 in float32 (metres, 0 = invalid)")
+            out["depth"] = depth
         if "normals" in files:
             normals = _array(files["normals"], "normals", hw, ndim=3)
             if normals.shape[2] != 3 or not np.isfinite(normals).all():
@@ -73,6 +76,8 @@ class NYUDv2MT(FolderDataset):
 def _array(path: Path, what: str, hw: tuple[int, int], ndim: int) -> np.ndarray:
     """A numeric ``.npy`` map of the image's size with ``ndim`` dimensions."""
     arr = read_npy(path, what)
+    if np.iscomplexobj(arr):
+        raise DataError(f"{path}: {what} holds complex numbers (dtype {arr.dtype}); expected real values")
     if arr.ndim != ndim or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DataError(f"{path}: {what} has shape {arr.shape}, dtype {arr.dtype}; expected a {ndim}-D numeric array")
     check_shape(arr, hw, path, what)
