@@ -192,3 +192,38 @@ def test_swin_tiny_parameter_counts(capsys) -> None:
     assert five["adapter_task_specific"] - vmt["adapter_task_specific"] == 2 * 128 * 12
     assert five["adapter"] - vmt["adapter"] == 2 * 128 * 12
     assert vmt["trainable"] == vmt["adapter"] + vmt["decoders"] + vmt["other_trainable"]
+
+
+def test_builtin_weights_load_without_timm_guessing_their_layout(monkeypatch) -> None:
+    """The shipped file declares its key layout, so timm's version-dependent filter is never consulted."""
+    from vmt_adapter.models import backbones
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("checkpoint_filter_fn was called")
+
+    monkeypatch.setattr(backbones, "checkpoint_filter_fn", refuse)
+    assert backbones.weights_layout("builtin:swin_nano_synth") == backbones.TIMM_LAYOUT
+    build_backbone("swin_nano", pretrained="builtin:swin_nano_synth", img_size=64)
+
+
+def _microsoft_layout(state: dict) -> dict:
+    """timm 1.x keys -> the official Swin release's: patch merging at the end of stage N (timm: start of N + 1)."""
+    import re
+
+    out = {}
+    for k, v in state.items():
+        k = re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m.group(1)) - 1}.downsample", k)
+        out[k.replace("head.fc.", "head.")] = v
+    return out
+
+
+def test_official_microsoft_layout_loads(tmp_path) -> None:
+    torch.manual_seed(7)
+    src = build_backbone("swin_nano", img_size=64, num_classes=10)
+    state = _microsoft_layout(src.state_dict())
+    assert "layers.0.downsample.reduction.weight" in state and "head.weight" in state  # the real key names
+    torch.save({"model": state}, tmp_path / "ms.pth")
+    loaded = build_backbone("swin_nano", pretrained=tmp_path / "ms.pth", img_size=64)  # no head: it is dropped
+    for k, v in loaded.state_dict().items():
+        if not k.endswith(("relative_position_index", "attn_mask")):
+            torch.testing.assert_close(v, src.state_dict()[k])

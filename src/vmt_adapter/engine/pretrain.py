@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from ..data.synth import VERSION
 from ..errors import ConfigError
 from ..fileio import atomic_write
+from ..models.backbones import TIMM_LAYOUT
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .train import train
@@ -44,7 +45,7 @@ def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
 
 def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int) -> None:
     """Write the backbone to ``out`` with the run's identity in the safetensors metadata."""
-    meta = {"backbone": model.backbone_name, "size": str(cfg.data.size), "dataset_version": VERSION,
+    meta = {"layout": TIMM_LAYOUT, "backbone": model.backbone_name, "size": str(cfg.data.size), "dataset_version": VERSION,
             "objective": "dense: " + ", ".join(cfg.tasks), "split": cfg.data.train_split,
             "num": str(cfg.data.num_train), "steps": str(steps), "seed": str(cfg.seed)}
     out.parent.mkdir(parents=True, exist_ok=True)

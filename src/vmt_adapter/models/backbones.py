@@ -15,6 +15,7 @@ from pathlib import Path
 
 import timm
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
@@ -95,15 +96,37 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+TIMM_LAYOUT = "timm-swin/1"  # safetensors metadata "layout": keys as timm 1.x's SwinTransformer names them
+
+
+def weights_layout(path: str | Path) -> str | None:
+    """The ``layout`` a safetensors file declares in its metadata (None for other files or none declared)."""
+    path = resolve_weights(path)
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            return (f.metadata() or {}).get("layout")
+    except Exception:  # unreadable files are reported by read_state_dict with the file named
+        return None
+
+
 def load_weights(model: SwinTransformer, path: str | Path) -> None:
     """Load timm-format or official Microsoft (``{'model': ...}``) Swin weights through timm's filter.
+
+    Files that declare ``TIMM_LAYOUT`` (what ``vmt pretrain`` writes) bypass the filter, whose
+    layout detection differs between timm versions.
 
     A classifier head in the file is ignored when the model has none; any other missing or
     unexpected key is an error that counts them and names a few.
     """
-    with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
-        warnings.simplefilter("ignore", UserWarning)
-        state = checkpoint_filter_fn(read_state_dict(path), model)
+    raw = read_state_dict(path)
+    if weights_layout(path) == TIMM_LAYOUT:  # our own files say so: no key guessing by the filter
+        state = {k: v for k, v in raw.items() if not k.endswith(("relative_position_index", "attn_mask"))}
+    else:
+        with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
+            warnings.simplefilter("ignore", UserWarning)
+            state = checkpoint_filter_fn(raw, model)
     if not isinstance(model.head.fc, nn.Linear):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = model.state_dict()
