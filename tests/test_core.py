@@ -227,3 +227,15 @@ def test_official_microsoft_layout_loads(tmp_path) -> None:
     for k, v in loaded.state_dict().items():
         if not k.endswith(("relative_position_index", "attn_mask")):
             torch.testing.assert_close(v, src.state_dict()[k])
+
+
+def test_foreign_weights_files_are_one_line_errors(tmp_path) -> None:
+    (tmp_path / "text.pth").write_text("hello, not weights\n")
+    with pytest.raises(WeightsError, match="not a PyTorch, safetensors or checkpoint file"):
+        build_backbone("swin_nano", pretrained=tmp_path / "text.pth", img_size=64)
+    torch.save({"model": torch.zeros(3)}, tmp_path / "wrapped_tensor.pth")
+    with pytest.raises(WeightsError, match="holds no mapping of names to tensors"):
+        build_backbone("swin_nano", pretrained=tmp_path / "wrapped_tensor.pth", img_size=64)
+    torch.save(build_backbone("swin_tiny", img_size=64).state_dict(), tmp_path / "tiny.pth")
+    with pytest.raises(WeightsError, match="do not fit this backbone"):
+        build_backbone("swin_nano", pretrained=tmp_path / "tiny.pth", img_size=64)

@@ -620,3 +620,20 @@ def test_resume_under_another_world_size_is_refused(base_run: dict, tmp_path: Pa
     (run / "eval.json").unlink()
     with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), this is 1; the global batch would change"):
         Trainer(load_config(run / "config.yaml"), run, resume=True, progress=False).restore()
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(base_run: dict, tmp_path: Path) -> None:
+    run = copy_run(base_run["run"], tmp_path / "run")
+    for name in ("adapter.safetensors", "adapter.json", "eval.json"):
+        (run / name).unlink()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 9, "loss": 1.2')  # killed in the middle of a write
+    assert main(["train", "--resume", "--out", str(run), "--no-progress"]) == 0
+    assert losses(run) == losses(base_run["run"])
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so(base_run: dict, tmp_path: Path, capsys) -> None:
+    code = main(["train", "--config", str(base_run["config"]), "--out", str(tmp_path / "nan"), "--no-progress",
+                 "--set", "train.lr=1e30", "--set", "train.ckpt_every=100", "--set", "train.steps=8"])
+    err = one_line_error(capsys, code)
+    assert "non-finite loss" in err and "no checkpoint had been written yet" in err

@@ -62,8 +62,10 @@ class NYUDv2MT(FolderDataset):
             out["depth"] = depth
         if "normals" in files:
             normals = _array(files["normals"], "normals", hw, ndim=3)
-            if normals.shape[2] != 3 or not np.isfinite(normals).all():
-                raise DataError(f"{files['normals']}: normals must be finite H x W x 3, got shape {normals.shape}")
+            if normals.shape[2] != 3:
+                raise DataError(f"{files['normals']}: normals must be H x W x 3, got shape {normals.shape}")
+            if not np.isfinite(normals).all():
+                raise DataError(f"{files['normals']}: normals hold NaN or infinite values")
             out["normals"] = normals.astype(np.float32) * FILE_NORMALS_TO_PROJECT
         if "edge" in files:
             edge = _array(files["edge"], "edge", hw, ndim=2)

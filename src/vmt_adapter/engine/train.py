@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..data import build_dataset, dataset_channels
 from ..device import autocast, seed_everything
 from ..errors import CheckpointError, ConfigError, VMTError
+from ..fileio import atomic_write
 from ..models.adapters import METHODS
 from ..models.io import save_adapter
 from ..models.multitask import MultiTaskModel
@@ -42,6 +43,14 @@ RUN_ARTEFACTS = ("next.pt", "last.pt", "prev.pt", "eval.json", "adapter.safetens
 FREE_ON_RESUME = ("train.steps", "data.workers", "data.root", "data.cache_dir", "device", "train.log_every",
                   "train.ckpt_every", "train.eval_every", "eval.split", "eval.batch_size", "eval.full_res",
                   "eval.reference")
+
+
+def _record_step(line: str) -> float:
+    """The step of one log line; a torn line (a kill mid-write) counts as after every checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
 
 
 class NonFiniteLossError(VMTError):
@@ -117,6 +126,10 @@ class Trainer:
             raise CheckpointError(f"--resume: the checkpoint was written by {world} process(es), this is "
                                   f"{self.info.world_size}; the global batch would change")
         params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        wrong = [k for k, v in state["model"].items() if k not in params or params[k].shape != v.shape]
+        if wrong:
+            raise CheckpointError(f"--resume: the checkpoint's tensor {wrong[0]!r} does not fit this model "
+                                  f"({len(wrong)} such tensors)")
         with torch.no_grad():
             for k, v in state["model"].items():
                 params[k].copy_(v)
@@ -129,8 +142,8 @@ class Trainer:
         """Drop log lines written after the checkpoint, so a resumed log reads as an uninterrupted one."""
         log = self.run_dir / "metrics.jsonl"
         if self.info.is_main and log.exists():
-            keep = [ln for ln in log.read_text().splitlines() if json.loads(ln)["step"] <= self.step]
-            log.write_text("".join(ln + "\n" for ln in keep))
+            keep = [ln for ln in log.read_text(errors="replace").splitlines() if _record_step(ln) <= self.step]
+            atomic_write(log, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in keep)))
 
     def save(self) -> None:
         if self.info.is_main:
@@ -216,8 +229,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if bad:
                 if t.on_nonfinite == "stop":
+                    kept = (f"the last good checkpoint is kept in {self.run_dir}" if self.step >= t.ckpt_every
+                            or self.resume else "no checkpoint had been written yet")
                     raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} in task(s) {', '.join(bad)}; "
-                                             f"the last good checkpoint is kept in {self.run_dir}")
+                                             + kept)
                 self.skipped += 1
             else:
                 total.backward()

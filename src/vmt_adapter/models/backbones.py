@@ -76,6 +76,8 @@ def describe_load_error(exc: Exception) -> str:
         what = f" ({found.group(1)})" if found else ""
         return (f"refused: it holds pickled Python objects{what} that could run arbitrary code; "
                 "only tensors and plain containers are loaded")
+    if isinstance(exc, (KeyError, EOFError)) or "invalid load key" in str(exc):  # torch.load on foreign bytes
+        return "not a PyTorch, safetensors or checkpoint file (unrecognised bytes)"
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
@@ -93,6 +95,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"cannot read weights {path}: {describe_load_error(exc)}") from exc
     if not isinstance(state, dict):
         raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a state dict")
+    inner = state.get("model", state.get("state_dict", state))  # the official releases wrap theirs
+    if not isinstance(inner, dict) or not all(isinstance(v, torch.Tensor) for v in inner.values()):
+        raise WeightsError(f"weights file {path} holds no mapping of names to tensors "
+                           f"(found {type(inner).__name__} under its top-level keys)")
     return state
 
 
@@ -126,7 +132,11 @@ def load_weights(model: SwinTransformer, path: str | Path) -> None:
     else:
         with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
             warnings.simplefilter("ignore", UserWarning)
-            state = checkpoint_filter_fn(raw, model)
+            try:
+                state = checkpoint_filter_fn(raw, model)
+            except (AttributeError, KeyError, RuntimeError, ValueError) as exc:  # e.g. another variant's blocks
+                raise WeightsError(f"weights {path} do not fit this backbone (timm's filter: "
+                                   f"{' '.join(str(exc).split()) or type(exc).__name__})") from None
     if not isinstance(model.head.fc, nn.Linear):
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     own = model.state_dict()
