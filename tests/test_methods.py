@@ -280,3 +280,10 @@ def test_an_adapter_is_bound_to_its_base_weights(tmp_path) -> None:
     (tmp_path / "adapter.json").write_text(json.dumps(cfg | {"format": "something/9"}))
     with pytest.raises(WeightsError, match="format 'something/9'"):
         vmt_adapter.from_pretrained(tmp_path, pretrained=base)
+
+
+def test_a_huge_size_is_refused_before_allocation() -> None:
+    with pytest.raises(ConfigError, match="bottleneck=1000000000 is above 65536"):
+        build_method("vmt", ["sal"], bottleneck=1_000_000_000)
+    with pytest.raises(ConfigError, match="rank=100000 is above 65536"):
+        build_method("lora", ["sal"], rank=100_000)

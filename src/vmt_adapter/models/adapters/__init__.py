@@ -79,10 +79,17 @@ METHODS: dict[str, type[Method]] = {
 }
 
 
+MAX_SIZE = 65536  # widths, ranks and token counts above this cannot fit any backbone here
+
+
 def build_method(name: str, task_names: list[str], **hparams) -> Method:
     """Instantiate ``name`` with the hyper-parameters it accepts; an unknown one is an error."""
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    huge = [k for k, v in hparams.items() if isinstance(v, int) and not isinstance(v, bool) and v > MAX_SIZE]
+    if huge:  # refused before anything is allocated (a crafted adapter.json could ask for terabytes)
+        raise ConfigError(f"method {name!r}: {huge[0]}={hparams[huge[0]]} is above {MAX_SIZE}, the largest size "
+                          "a method keyword may take")
     try:
         return METHODS[name](task_names, **hparams)
     except TypeError as exc:
