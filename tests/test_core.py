@@ -204,6 +204,7 @@ def test_builtin_weights_load_without_timm_guessing_their_layout(monkeypatch) ->
     monkeypatch.setattr(backbones, "checkpoint_filter_fn", refuse)
     assert backbones.weights_layout("builtin:swin_nano_synth") == backbones.TIMM_LAYOUT
     build_backbone("swin_nano", pretrained="builtin:swin_nano_synth", img_size=64)
+    build_backbone("swin_nano", pretrained="builtin:swin_nano_synth", img_size=32)  # smaller windows: tables resized
 
 
 def _microsoft_layout(state: dict) -> dict:

@@ -22,7 +22,7 @@ from vmt_adapter.data.synth import VERSION
 from vmt_adapter.engine.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "synth-vmt.yaml"
+CONFIG = ROOT / "src" / "vmt_adapter" / "configs" / "synth-vmt.yaml"
 TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.bottleneck=16",
         "train.batch_size=4", "train.log_every=1", "eval.batch_size=8"]
 

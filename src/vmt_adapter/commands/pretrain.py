@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from ..engine.config import load_config
 from ..engine.pretrain import pretrain
 from .train import format_metrics
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "synth-pretrain.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pretrain a small backbone on SynthScenes' reserved range (dense targets)")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pretraining config (default: configs/synth-pretrain.yaml)")
+    p.add_argument("--config", default="synth-pretrain", help="pretraining config, a path or a shipped config's name "
+                   "(default: synth-pretrain)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")

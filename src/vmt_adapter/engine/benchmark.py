@@ -35,12 +35,11 @@ from ..fileio import atomic_write
 from ..models.adapters import METHODS
 from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
-from .config import RunConfig, flatten_config, load_config, save_config
+from .config import CONFIG_DIR, RunConfig, flatten_config, load_config, save_config
 from .prior import prior_result
 from .score import load_results, multi_task_score
 from .train import train
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 SUITES = {"synth": "synth-vmt.yaml"}  # suite -> base config; model.method is overridden per method
 REFERENCE = "st-full"  # dm of every row is against this method's run in the same benchmark
 RECORD = "benchmark.json"  # per run directory: wall time and peak memory of the process that finished it

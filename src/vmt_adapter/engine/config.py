@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -180,9 +181,30 @@ def _read_yaml(path: Path) -> dict:
     return tree
 
 
+CONFIG_DIR = Path(str(resources.files("vmt_adapter") / "configs"))  # shipped as package data
+
+
+def config_names() -> list[str]:
+    """The shipped configs, by the name ``--config`` accepts (the file name without ``.yaml``)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, else a shipped config by name (``synth-vmt`` or ``synth-vmt.yaml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    if path.exists():
+        raise ConfigError(f"config {path} is not a file")
+    raise ConfigError(f"config file not found: {path} (shipped configs: {', '.join(config_names())})")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then ``key=value`` overrides; validated as a whole."""
-    tree: dict = _read_yaml(Path(path)) if path else {}
+    """Defaults, then the YAML file (a path or a shipped config's name), then ``key=value`` overrides."""
+    tree: dict = _read_yaml(resolve_config(path)) if path else {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:

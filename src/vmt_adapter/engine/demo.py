@@ -24,13 +24,12 @@ from ..errors import VMTError
 from ..fileio import atomic_write
 from ..tasks import TASKS
 from .benchmark import RECORD, train_runs
-from .config import load_config
+from .config import CONFIG_DIR, load_config
 from .predict import GROUND_TRUTH, PICTURES
 from .prior import prior_result
 from .report import format_table, rows_of_results
 from .runs import load_run
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 RUNS = {"vmt": "synth-vmt.yaml", "decoder-only": "synth-decoder-only.yaml"}
 LABELS = {"vmt": "VMT-Adapter", "decoder-only": "decoder-only"}
 NUM_IMAGES = 4

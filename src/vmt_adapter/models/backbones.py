@@ -17,6 +17,7 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from timm.layers import resize_rel_pos_bias_table
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
@@ -117,6 +118,16 @@ def weights_layout(path: str | Path) -> str | None:
         return None
 
 
+def _fit_position_tables(state: dict[str, torch.Tensor], model: SwinTransformer) -> dict[str, torch.Tensor]:
+    """Resize relative-position tables to the model's windows (timm shrinks windows on small inputs)."""
+    own = model.state_dict()
+    for k, v in state.items():
+        if k.endswith("relative_position_bias_table") and k in own and own[k].shape != v.shape:
+            window = model.get_submodule(k[: -len(".relative_position_bias_table")]).window_size
+            state[k] = resize_rel_pos_bias_table(v, new_window_size=window, new_bias_shape=own[k].shape)
+    return state
+
+
 def load_weights(model: SwinTransformer, path: str | Path) -> None:
     """Load timm-format or official Microsoft (``{'model': ...}``) Swin weights through timm's filter.
 
@@ -127,11 +138,12 @@ def load_weights(model: SwinTransformer, path: str | Path) -> None:
     unexpected key is an error that counts them and names a few.
     """
     raw = read_state_dict(path)
-    if weights_layout(path) == TIMM_LAYOUT:  # our own files say so: no key guessing by the filter
-        state = {k: v for k, v in raw.items() if not k.endswith(("relative_position_index", "attn_mask"))}
-    else:
-        with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
-            warnings.simplefilter("ignore", UserWarning)
+    with warnings.catch_warnings():  # timm's table resizing warns about its own tensor indexing
+        warnings.simplefilter("ignore", UserWarning)
+        if weights_layout(path) == TIMM_LAYOUT:  # our own files say so: no key guessing by the filter
+            state = _fit_position_tables({k: v for k, v in raw.items()
+                                          if not k.endswith(("relative_position_index", "attn_mask"))}, model)
+        else:
             try:
                 state = checkpoint_filter_fn(raw, model)
             except (AttributeError, KeyError, RuntimeError, ValueError) as exc:  # e.g. another variant's blocks
