@@ -25,8 +25,8 @@ def test_classes_confusion_miou_both_conventions() -> None:
     meter.update(_one_hot_logits(torch.tensor([[[0, 1], [1, 1]]]), 3), torch.tensor([[[0, 0], [1, 255]]]))
     assert meter.state()[0].tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
     out = meter.compute()
-    assert out["mIoU"] == pytest.approx(50.0)  # IoU 1/2 and 1/2, class 2 excluded
-    assert out["mIoU_ref"] == pytest.approx(100 / 3)  # reference: class 2 counts as 0
+    assert out["mIoU"] == pytest.approx(100 / 3)  # the reference convention: class 2 counts as 0
+    assert out["mIoU_present"] == pytest.approx(50.0)  # IoU 1/2 and 1/2, class 2 left out
     assert out["pixel_acc"] == pytest.approx(200 / 3)
 
 

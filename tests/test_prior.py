@@ -18,7 +18,7 @@ def test_majority_label_per_position() -> None:
     (spec,) = resolve_tasks(["semseg"], {"semseg": 3})
     batch = {"semseg": torch.tensor([[[0, 1]], [[0, 2]], [[1, 2]]])}
     details = constant_prior([spec], [batch])["semseg"]
-    assert details["mIoU_ref"] == pytest.approx(100 * (2 / 3 + 0 + 2 / 3) / 3)
+    assert details["mIoU"] == pytest.approx(100 * (2 / 3 + 0 + 2 / 3) / 3)
 
 
 def test_ignored_pixels_do_not_vote() -> None:

@@ -89,12 +89,13 @@ class Meter(ABC):
 
 
 class ClassesMeter(Meter):
-    """Confusion matrix over valid pixels (label != 255) -> mIoU, mIoU_ref, pixel_acc (all %).
+    """Confusion matrix over valid pixels (label != 255) -> mIoU, mIoU_present, pixel_acc (all %).
 
-    IoU_c = TP / (TP + FP + FN) accumulated over the set, background included. A class absent
-    from both prediction and ground truth has no IoU: ``mIoU`` leaves it out of the mean. The
-    reference code counts it as 0; ``mIoU_ref`` reports that convention. Both agree whenever
-    every class occurs, as on the full PASCAL-Context val set.
+    IoU_c = TP / (TP + FP + FN) accumulated over the set, background included. ``mIoU`` (the
+    headline) follows the reference code (MTLoRA / Vandenhende ``eval_semseg.py``): the mean over
+    all classes, a class absent from both prediction and ground truth counting as IoU 0.
+    ``mIoU_present`` leaves such classes out of the mean instead. Both agree whenever every class
+    occurs, as on the full PASCAL-Context val set; on small subsets they can differ a lot.
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -121,8 +122,8 @@ class ClassesMeter(Meter):
         seen = union > 0
         total = float(conf.sum())
         return {
-            "mIoU": 100 * _ratio(iou[seen].sum(), seen.sum()),
-            "mIoU_ref": 100 * _ratio(iou.sum(), self.num_classes if total else 0),
+            "mIoU": 100 * _ratio(iou.sum(), self.num_classes if total else 0),
+            "mIoU_present": 100 * _ratio(iou[seen].sum(), seen.sum()),
             "pixel_acc": 100 * _ratio(tp.sum(), total),
         }
 
