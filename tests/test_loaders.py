@@ -284,3 +284,23 @@ def test_nyud_depth_that_is_not_real_float32_is_refused(nyud_root: Path, tmp_pat
     np.save(path, bad(np.load(path).astype(np.float64)))
     with pytest.raises(DataError, match=expected):
         NYUDv2MT(root, "train", ["depth"]).raw(0)
+
+
+def test_data_check_passes_an_export_and_names_a_deleted_or_truncated_file(pascal_copy: Path, capsys) -> None:
+    assert main(["data", "check", "--root", str(pascal_copy), "--deep"]) == 0
+    out = capsys.readouterr().out
+    assert "no problem found" in out and "pascal layout" in out
+    ids = (pascal_copy / "ImageSets" / "Context" / "train.txt").read_text().split()
+    gone = pascal_copy / "sal_distill" / f"{ids[0]}.png"
+    gone.unlink()
+    cut = pascal_copy / "semseg" / "pascal-context" / f"{ids[1]}.png"
+    cut.write_bytes(cut.read_bytes()[:20])
+    assert main(["data", "check", "--root", str(pascal_copy), "--deep"]) == 1
+    out = capsys.readouterr().out
+    assert f"- {gone}: missing (id '{ids[0]}', task sal, train)" in out
+    assert str(cut) in out and "2 problem(s)" in out
+
+
+def test_data_check_nyud_layout_is_detected(nyud_root: Path, capsys) -> None:
+    assert main(["data", "check", "--root", str(nyud_root)]) == 0
+    assert "nyud layout" in capsys.readouterr().out
