@@ -84,7 +84,7 @@ def test_report_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     a = _write(tmp_path / "a.json", {"name": "MTLoRA", "metrics": MTLORA, "trainable": 8_340_000})
     assert main(["report", a, "--reference", "pascal-swin-t"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "normals mean (deg) ↓" in lines[0] and "semseg mIoU (%) ↑" in lines[0] and "dm (%)" in lines[0]
+    assert "normals mean (deg) ↓" in lines[0] and "semseg mIoU (%) ↑" in lines[0] and "dm vs pascal-swin-t (%)" in lines[0]
     assert lines[2].split()[0] == "MTLoRA" and "+2.54" in lines[2] and "8.34" in lines[2]
     assert len({len(line) for line in lines}) == 1  # aligned
     assert main(["report", a, "--markdown"]) == 0

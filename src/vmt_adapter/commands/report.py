@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(format_table(rows, markdown=args.markdown))
+    print(format_table(rows, markdown=args.markdown, reference=args.reference))
     notes = footnotes(rows)
     if notes:
         print("\n" + notes)

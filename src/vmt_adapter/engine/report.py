@@ -53,13 +53,13 @@ def _number(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False, reference: str | None = None) -> str:
     """Aligned text (or markdown) table: name, one column per task, then dm and trainable when known."""
     specs = [spec for name, spec in TASKS.items() if any(name in row["metrics"] for row in rows)]
     headers = ["name"] + [_task_header(spec) for spec in specs]
     cells = [[row["name"]] + [_number(row["metrics"][s.name]) if s.name in row["metrics"] else "-" for s in specs] for row in rows]
     if any(row["dm"] is not None for row in rows):
-        headers.append("dm (%) ↑")
+        headers.append(f"dm vs {reference} (%) ↑" if reference else "dm (%) ↑")
         for line, row in zip(cells, rows):
             line.append("-" if row["dm"] is None else f"{row['dm']:+.2f}")
     if any(row["trainable"] is not None for row in rows):

@@ -16,8 +16,9 @@ from ..errors import ConfigError
 from ..tasks import TASKS
 
 # Single-task full fine-tuning of Swin-T on PASCAL-Context (headline metrics: mIoU %, mIoU %,
-# mIoU %, mean angular error deg), the reference row of the MTLoRA paper (Agiza et al., CVPR 2024)
-# that the VMT-Adapter / MTLoRA / TADFormer dm figures use. See DESIGN.md section 2.
+# mIoU %, mean angular error deg): the row of the Polyhistor-line single-task table (Polyhistor,
+# NeurIPS 2022, Table 1) that MTLoRA (CVPR 2024) and TADFormer reprint and that the VMT-Adapter /
+# MTLoRA / TADFormer dm figures use. See DESIGN.md section 2.
 REFERENCES: dict[str, dict[str, float]] = {
     "pascal-swin-t": {"semseg": 67.21, "human_parts": 61.93, "sal": 62.35, "normals": 17.97},
 }
