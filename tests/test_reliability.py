@@ -25,6 +25,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
 import vmt_adapter.engine.train as train_module
@@ -442,6 +443,10 @@ def test_damaged_adapter_files_raise_only_weights_error(adapter: Files, data: st
             load_adapter(adapter["model"], folder)
         except WeightsError as exc:
             assert str(folder) in str(exc) and "\n" not in str(exc)
+        else:  # accepted: then the model holds exactly the saved tensors (a damage that changes none)
+            saved = safetensors_load(adapter["weights"])
+            state = adapter["model"].trainable_state_dict()
+            assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in saved)
 
 
 @settings(max_examples=12, deadline=None)
@@ -637,3 +642,32 @@ def test_non_finite_loss_before_any_checkpoint_says_so(base_run: dict, tmp_path:
                  "--set", "train.lr=1e30", "--set", "train.ckpt_every=100", "--set", "train.steps=8"])
     err = one_line_error(capsys, code)
     assert "non-finite loss" in err and "no checkpoint had been written yet" in err
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path: Path) -> None:
+    import errno
+
+    from vmt_adapter.errors import WriteError
+    from vmt_adapter.fileio import atomic_write
+
+    target = tmp_path / "eval.json"
+    target.write_text("previous")
+
+    def full(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device"):
+        atomic_write(target, full)
+    assert target.read_text() == "previous" and list(tmp_path.iterdir()) == [target]
+
+
+def test_adapter_weights_follow_the_umask(base_run: dict) -> None:
+    modes = {name: (base_run["run"] / name).stat().st_mode & 0o777 for name in ("adapter.safetensors", "eval.json")}
+    assert modes["adapter.safetensors"] == modes["eval.json"] == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -19,3 +19,7 @@ class WeightsError(VMTError):
 
 class CheckpointError(VMTError):
     """A training checkpoint that is missing, corrupt or from another run."""
+
+
+class WriteError(VMTError, OSError):
+    """A run file that could not be written (disk full, no permission); the earlier version is kept."""

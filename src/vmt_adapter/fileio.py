@@ -7,13 +7,19 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from .errors import WriteError
+
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """``write(tmp)`` into a temporary file beside ``path``, fsync, then rename: a crash never leaves half a file."""
     # Not mkstemp: its 0600 mode would survive the rename and hide the file from other users (umask applies here).
     tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"))
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as exc:  # ENOSPC and friends often name only the temporary file, or nothing
+            raise WriteError(f"cannot write {path}: {exc.strerror or exc} (the previous version, if any, is kept)") \
+                from exc
         os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create 0600 files; follow the umask
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

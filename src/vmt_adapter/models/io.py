@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def save_adapter(model: MultiTaskModel, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
     atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
-    text = json.dumps(adapter_config(model), indent=2)
+    # safetensors has no checksum: the json records one, so that a damaged weights file is refused.
+    text = json.dumps(adapter_config(model) | {"weights_sha256": _sha256(out / WEIGHTS_NAME)}, indent=2)
     atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return out
 
@@ -120,6 +122,10 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
                            f"(sha256 {str(base.get('sha256'))[:12]}), not on {model.base_weights['name']!r}; "
                            "pass the same weights, or allow_other_base=True")
     weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
+    recorded = cfg.get("weights_sha256")
+    if recorded is not None and weights.is_file() and _sha256(weights) != recorded:
+        raise WeightsError(f"adapter weights {weights} fail their checksum (adapter.json records another file: "
+                           "damaged, or replaced)")
     try:
         state = load_file(str(weights))
     except FileNotFoundError:
@@ -137,3 +143,7 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
         current = dict(model.named_parameters()) | dict(model.named_buffers())
         for k, v in state.items():
             current[k].copy_(v)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
