@@ -304,3 +304,17 @@ def test_data_check_passes_an_export_and_names_a_deleted_or_truncated_file(pasca
 def test_data_check_nyud_layout_is_detected(nyud_root: Path, capsys) -> None:
     assert main(["data", "check", "--root", str(nyud_root)]) == 0
     assert "nyud layout" in capsys.readouterr().out
+
+
+def test_export_size_is_capped(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="size in 2..4096"):
+        export_synth(tmp_path / "big", 1, 100_000)
+
+
+def test_a_missing_eval_split_is_refused_before_training(pascal_copy: Path, tmp_path: Path, capsys) -> None:
+    args = ["train", "--config", "synth-vmt", "--out", str(tmp_path / "run"), "--steps", "1", "--no-progress"]
+    sets = ["data.name=pascal", f"data.root={pascal_copy}", "data.size=32", "eval.split=test", "model.pretrained=",
+            "tasks=[semseg]", "train.batch_size=2", "data.num_train=2"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 2
+    assert "test.txt: split file not found" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
