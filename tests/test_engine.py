@@ -295,3 +295,18 @@ def test_inputs_with_one_stem_get_distinct_outputs() -> None:
     from vmt_adapter.engine.predict import output_stems
 
     assert output_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png"), Path("c/x.png")]) == ["x", "x-2", "y", "x-3"]
+
+
+def test_a_failing_tensorboard_writer_does_not_stop_training(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", full)
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="TensorBoard logging stopped \\(No space left on device\\)"):
+        assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "3", "--out", str(run), "--no-progress"]) == 0
+    assert len([r for r in log(run) if "loss" in r]) == 3 and (run / "eval.json").exists()

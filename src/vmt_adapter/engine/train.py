@@ -7,6 +7,7 @@ import inspect
 import json
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -51,6 +52,39 @@ def _record_step(line: str) -> float:
         return json.loads(line)["step"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return float("inf")
+
+
+class TensorBoardLog:
+    """TensorBoard scalars beside ``metrics.jsonl`` (the run's record). TensorBoard is a convenience:
+    when its writer fails (a full disk surfaces from its background thread as an ``OSError`` on a
+    later call), it warns once and stops, and the training goes on."""
+
+    def __init__(self, folder: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer: SummaryWriter | None = SummaryWriter(str(folder))
+
+    def _guard(self, action) -> None:
+        if self.writer is None:
+            return
+        try:
+            action(self.writer)
+        except OSError as exc:
+            warnings.warn(f"TensorBoard logging stopped ({exc.strerror or exc}); metrics.jsonl goes on", stacklevel=3)
+            self.writer = None
+
+    def scalars(self, record: dict) -> None:
+        def write(w) -> None:
+            for key, value in record.items():
+                if isinstance(value, dict):
+                    for sub, v in value.items():
+                        w.add_scalar(f"{key}/{sub}", v, record["step"])
+                elif key != "step":
+                    w.add_scalar(key, value, record["step"])
+        self._guard(write)
+
+    def close(self) -> None:
+        self._guard(lambda w: w.close())
 
 
 class NonFiniteLossError(VMTError):
@@ -164,12 +198,7 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if writer is not None:
-            for key, value in record.items():
-                if isinstance(value, dict):
-                    for sub, v in value.items():
-                        writer.add_scalar(f"{key}/{sub}", v, record["step"])
-                elif key != "step":
-                    writer.add_scalar(key, value, record["step"])
+            writer.scalars(record)
 
     def fit(self) -> dict | None:
         if self.info.is_main:
@@ -198,10 +227,7 @@ class Trainer:
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
                               self.step, c.data.workers)
-        writer = None
-        if self.info.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(self.run_dir / "tb"))
+        writer = TensorBoardLog(self.run_dir / "tb") if self.info.is_main else None
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             self._loop(loader, writer)
