@@ -119,3 +119,13 @@ def test_impossible_metrics_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["report", bad]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "bad.json" in err and f"'metrics.{task}' = {value} is impossible" in err
+
+
+def test_a_run_folder_is_a_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "st-full"
+    run.mkdir()
+    _write(run / "eval.json", {"name": "st-full", "dataset": "synth", "metrics": FOUR})
+    other = _write(tmp_path / "x.json", {"name": "x", "dataset": "synth", "metrics": FOUR | {"semseg": 66.0}})
+    assert main(["report", other, "--reference", str(run), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["dm"] == pytest.approx(100 / 4 * (66.0 - 60.0) / 60.0)

@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="results JSON files")
     parser.add_argument(
         "--reference",
-        metavar="NAME|FILE",
-        help=f"single-task reference for dm: built-in {', '.join(REFERENCES)} or a results file",
+        metavar="NAME|RUN|FILE",
+        help=f"single-task reference for dm: built-in {', '.join(REFERENCES)} (the Polyhistor-line single-task "
+        "row), your own st-full run folder, or a results file",
     )
     parser.add_argument("--prior", action="store_true",
                         help="add a 'prior' row: the best constant prediction per task on the evaluation split of "

@@ -114,16 +114,20 @@ def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
     """Headline metrics of a built-in reference (``REFERENCES``) or of a results file."""
     if str(name_or_path) in REFERENCES:
         return dict(REFERENCES[str(name_or_path)])
+    if (Path(name_or_path) / "eval.json").is_file():  # a run folder, e.g. the user's own st-full run
+        return load_results(Path(name_or_path) / "eval.json")["metrics"]
     if Path(name_or_path).is_file():
         return load_results(name_or_path)["metrics"]
-    raise ConfigError(f"reference {str(name_or_path)!r}: neither a built-in ({', '.join(REFERENCES)}) nor a results file")
+    raise ConfigError(f"reference {str(name_or_path)!r}: neither a built-in ({', '.join(REFERENCES)}), a run folder "
+                      "nor a results file")
 
 
 def reference_dataset(name_or_path: str | Path) -> str | None:
     """The dataset a reference was measured on (a built-in's, or a results file's ``dataset``), if known."""
     if str(name_or_path) in REFERENCE_DATASETS:
         return REFERENCE_DATASETS[str(name_or_path)]
-    return load_results(name_or_path)["dataset"] if Path(name_or_path).is_file() else None
+    path = Path(name_or_path) / "eval.json" if Path(name_or_path).is_dir() else Path(name_or_path)
+    return load_results(path)["dataset"] if path.is_file() else None
 
 
 def dm_obstacle(result: Mapping[str, Any], reference: Mapping[str, float], ref_dataset: str | None) -> str | None:
