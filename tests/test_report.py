@@ -129,3 +129,18 @@ def test_a_run_folder_is_a_reference(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["report", other, "--reference", str(run), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["dm"] == pytest.approx(100 / 4 * (66.0 - 60.0) / 60.0)
+
+
+def test_report_prior_row_comes_from_the_run_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vmt_adapter.engine.config import load_config, save_config
+    from vmt_adapter.engine.prior import prior_result
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(None, ["data.size=32", "data.num_val=3", "data.cache_dir=", "tasks=[semseg,normals]"])
+    save_config(cfg, run / "config.yaml")
+    _write(run / "eval.json", {"name": "run", "metrics": {"semseg": 20.0, "normals": 30.0}})
+    assert main(["report", str(run / "eval.json"), "--prior", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == ["run", "prior"]
+    assert rows[1]["metrics"] == pytest.approx(prior_result(cfg)["metrics"]) and rows[1]["trainable"] == 0
