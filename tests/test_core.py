@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -144,6 +146,11 @@ def test_adapter_file_mismatch_is_refused(tmp_path) -> None:
     with pytest.raises(WeightsError, match="hparams"):
         load_adapter(nano("vmt", FOUR, bottleneck=16), tmp_path)
     (tmp_path / "adapter.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="fail their checksum"):
+        load_adapter(nano("vmt", FOUR), tmp_path)
+    cfg = json.loads((tmp_path / "adapter.json").read_text())
+    del cfg["weights_sha256"]  # a file from before the checksum was recorded: the reader still refuses garbage
+    (tmp_path / "adapter.json").write_text(json.dumps(cfg))
     with pytest.raises(WeightsError, match="unreadable"):
         load_adapter(nano("vmt", FOUR), tmp_path)
 
