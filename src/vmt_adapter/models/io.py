@@ -89,7 +89,8 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
                                decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
                                **_typed(cfg, "hparams", dict, path))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
-        raise WeightsError(f"adapter {path} describes a model that cannot be built: {exc}") from None
+        raise WeightsError(f"adapter {path} describes a model that cannot be built: "
+                           f"{' '.join(str(exc).split())}") from None  # one line, whatever names the file holds
     load_adapter(model, path, allow_other_base)
     return model
 
