@@ -6,7 +6,6 @@ project never downloads weights: ``pretrained`` is a path the user names.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import warnings
@@ -22,6 +21,7 @@ from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
 from ..errors import WeightsError
+from ..fileio import sha256_file
 
 BACKBONES: dict[str, dict] = {
     # ImageNet layouts of timm / Microsoft Swin; default input 448 as in the PASCAL-Context recipe.
@@ -168,11 +168,7 @@ def weights_identity(path: str | Path | None) -> dict:
     """What an adapter records of its base weights: the name given and the SHA-256 of the file."""
     if not path:
         return {"name": "random init", "sha256": None}
-    digest = hashlib.sha256()
-    with open(resolve_weights(path), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"name": str(path), "sha256": digest.hexdigest()}
+    return {"name": str(path), "sha256": sha256_file(resolve_weights(path))}
 
 
 def list_backbones() -> list[str]:

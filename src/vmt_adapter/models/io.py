@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import ConfigError, WeightsError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
 from .backbones import BACKBONES
 from .multitask import MultiTaskModel
@@ -44,7 +43,7 @@ def save_adapter(model: MultiTaskModel, out_dir: str | Path) -> Path:
     state = {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}
     atomic_write(out / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
     # safetensors has no checksum: the json records one, so that a damaged weights file is refused.
-    text = json.dumps(adapter_config(model) | {"weights_sha256": _sha256(out / WEIGHTS_NAME)}, indent=2)
+    text = json.dumps(adapter_config(model) | {"weights_sha256": sha256_file(out / WEIGHTS_NAME)}, indent=2)
     atomic_write(out / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
     return out
 
@@ -124,7 +123,7 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
                            "pass the same weights, or allow_other_base=True")
     weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
     recorded = cfg.get("weights_sha256")
-    if recorded is not None and weights.is_file() and _sha256(weights) != recorded:
+    if recorded is not None and weights.is_file() and sha256_file(weights) != recorded:
         raise WeightsError(f"adapter weights {weights} fail their checksum (adapter.json records another file: "
                            "damaged, or replaced)")
     try:
@@ -144,7 +143,3 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
         current = dict(model.named_parameters()) | dict(model.named_buffers())
         for k, v in state.items():
             current[k].copy_(v)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ class MultiTaskModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
-        self.base_weights = weights_identity(pretrained)  # recorded in adapter files, checked on rebuild
+        self.pretrained = pretrained
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.
         self.backbone.norm = nn.Identity()
@@ -38,6 +39,14 @@ class MultiTaskModel(nn.Module):
         chans = self.method.tap_channels(self.backbone)
         self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels, hidden_ratio=decoder_ratio) for t in self.tasks})
         self._freeze()
+
+    @functools.cached_property
+    def base_weights(self) -> dict:
+        """Name and SHA-256 of the base weights, recorded in adapter files and checked on rebuild.
+
+        Computed on first use: hashing a large weights file is not needed to build, train or bench a model.
+        """
+        return weights_identity(self.pretrained)
 
     @property
     def img_size(self) -> int:
