@@ -6,12 +6,14 @@ import json
 
 import pytest
 import torch
+from timm.models.swin_transformer import SwinTransformer
 
 from vmt_adapter.cli import main
 from vmt_adapter.errors import WeightsError
 from vmt_adapter.models.adapters import run_stages
 from vmt_adapter.models.adapters.vmt import ParallelMLP
 from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.backbones.swin import SwinFamily
 from vmt_adapter.models.io import load_adapter, model_from_adapter, save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.tasks import resolve_tasks
@@ -204,12 +206,13 @@ def test_swin_tiny_parameter_counts(capsys) -> None:
 def test_builtin_weights_load_without_timm_guessing_their_layout(monkeypatch) -> None:
     """The shipped file declares its key layout, so timm's version-dependent filter is never consulted."""
     from vmt_adapter.models import backbones
+    from vmt_adapter.models.backbones import swin
 
     def refuse(*args, **kwargs):
         raise AssertionError("checkpoint_filter_fn was called")
 
-    monkeypatch.setattr(backbones, "checkpoint_filter_fn", refuse)
-    assert backbones.weights_layout("builtin:swin_nano_synth") == backbones.TIMM_LAYOUT
+    monkeypatch.setattr(swin, "checkpoint_filter_fn", refuse)
+    assert backbones.weights_layout("builtin:swin_nano_synth") == "timm-swin/1"
     build_backbone("swin_nano", pretrained="builtin:swin_nano_synth", img_size=64)
     build_backbone("swin_nano", pretrained="builtin:swin_nano_synth", img_size=32)  # smaller windows: tables resized
 
@@ -227,7 +230,7 @@ def _microsoft_layout(state: dict) -> dict:
 
 def test_official_microsoft_layout_loads(tmp_path) -> None:
     torch.manual_seed(7)
-    src = build_backbone("swin_nano", img_size=64, num_classes=10)
+    src = SwinTransformer(**(SwinFamily.variants["swin_nano"] | {"img_size": 64}), num_classes=10)  # with a head
     state = _microsoft_layout(src.state_dict())
     assert "layers.0.downsample.reduction.weight" in state and "head.weight" in state  # the real key names
     torch.save({"model": state}, tmp_path / "ms.pth")

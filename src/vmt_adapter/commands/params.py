@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..models.adapters import METHODS
-from ..models.multitask import MultiTaskModel
+from ..models.factory import ModelConfig, build_model
 from ..models.published import PUBLISHED_COUNTS
 from ..tasks import resolve_tasks
 
@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
     """Our counts, plus the published figure and its scope where a paper gives one (else None)."""
-    hparams = {"bottleneck": bottleneck} if bottleneck is not None and method.startswith("vmt") else {}
-    model = MultiTaskModel(backbone, method, resolve_tasks(tasks), **hparams)
+    spec = ModelConfig(backbone=backbone, method=method)
+    if bottleneck is not None:
+        spec.bottleneck = bottleneck  # taken by the methods that have a bottleneck, ignored by the others
+    model = build_model(spec, resolve_tasks(tasks))
     pub = PUBLISHED_COUNTS.get(method)
     return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts(),
             "published": pub.params if pub else None, "published_scope": pub.scope if pub else None,

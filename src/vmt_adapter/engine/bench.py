@@ -38,8 +38,8 @@ import torch
 from ..device import autocast, pick_device, step_peak_memory_mb, timer
 from ..errors import ConfigError
 from ..models.adapters import METHODS, Method
-from ..models.backbones import default_size
-from ..models.multitask import MultiTaskModel
+from ..models.backbones import default_size, family_of
+from ..models.factory import ModelConfig, build_model
 from ..tasks import TASKS, TaskSpec
 
 FROZEN = "frozen"  # the bare frozen backbone: the registry's base method, under its benchmark name
@@ -104,15 +104,17 @@ class Case:
         self.method, self.count, self.device, self.precision = method, count, device, cfg.precision
         self.size = cfg.size or default_size(cfg.backbone)
         torch.manual_seed(0)
-        self.model = MultiTaskModel(cfg.backbone, registry_name(method), bench_tasks(count), img_size=self.size)
+        self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method)), bench_tasks(count),
+                                 img_size=self.size)
         self.model.to(device)
         self.x = torch.randn(cfg.batch, 3, self.size, self.size, device=device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.x = self.x.contiguous(memory_format=torch.channels_last)
         if cfg.compile:
-            for module in (self.model.backbone.patch_embed, *self.model.backbone.layers,
-                           *self.model.decoders.values()):
+            backbone = self.model.backbone
+            blocks = [b for stage in family_of(backbone).stages(backbone) for b in stage]
+            for module in (backbone.patch_embed, *blocks, *self.model.decoders.values()):
                 module.compile()
         self.has_backbone_grads = any(p.requires_grad for p in self.model.backbone.parameters())
         self.maps: list[torch.Tensor] = []

@@ -19,6 +19,7 @@ from ..data.synth import SPLITS
 from ..device import pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
+from ..models.factory import ModelConfig
 from ..tasks import parse_task_names
 
 
@@ -32,17 +33,6 @@ class DataConfig:
     workers: int = 0  # DataLoader worker processes
     train_split: str = "train"  # the split training reads (SynthScenes pretraining: "pretrain")
     cache_dir: str = ""  # synth only: keep rendered scenes here (npz) instead of rendering every epoch
-
-
-@dataclass
-class ModelConfig:
-    backbone: str = "swin_nano"
-    method: str = "vmt"
-    pretrained: str = ""  # local backbone weights file; empty = random init
-    bottleneck: int = 128  # VMT / VMT-Lite bottleneck k
-    scale: float = 1.0  # VMT adapter scale s
-    decoder_ratio: int = 4  # decoder fusion width = ratio x 270 (4 = the benchmark's 1080)
-    hparams: dict = field(default_factory=dict)  # any other keyword of the method
 
 
 @dataclass

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
+from ..models.multitask import MultiTaskModel
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on 1-D parameters (biases, norms) nor on per-task scale/shift vectors, as the public
-    recipe exempts 1-D parameters; decaying VMT's ``gamma`` towards 0 would fight its init of 1."""
+def param_groups(model: MultiTaskModel, weight_decay: float) -> list[dict]:
+    """No weight decay on 1-D parameters (biases, norms), as the public recipe exempts them, nor on
+    what the model names in ``no_weight_decay()`` (the backbone family's and the method's exemptions)."""
+    exempt = model.no_weight_decay()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 or name.endswith((".gamma", ".beta")) else decay).append(p)
+            (no_decay if p.ndim <= 1 or name in exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

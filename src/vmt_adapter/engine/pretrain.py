@@ -21,22 +21,22 @@ from safetensors.torch import save_file
 from ..data.synth import VERSION
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from ..models.backbones import TIMM_LAYOUT
+from ..models.backbones import family_of
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .train import train
 
-_NOT_SAVED = ("relative_position_index", "attn_mask")  # rebuilt by the model itself
 
 
 def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
-    """The backbone's weights as a plain timm Swin holds them, in fp16.
+    """The backbone's weights as the plain timm module holds them, in fp16.
 
     Dense models replace the classifier's final norm by an identity; it is stored at its
-    initial values (weight 1, bias 0) so that the file loads into any timm Swin of this variant.
+    initial values (weight 1, bias 0) so that the file loads into any timm module of this variant.
     """
+    buffers = {n for n, _ in model.backbone.named_buffers()}  # rebuilt by the model itself
     state = {k: v.detach().half().contiguous() for k, v in model.backbone.state_dict().items()
-             if not k.endswith(_NOT_SAVED) and not k.startswith("task_copies.")}
+             if k not in buffers and not k.startswith("task_copies.")}
     width = model.backbone.num_features
     state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))
     state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))
@@ -45,7 +45,7 @@ def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
 
 def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int) -> None:
     """Write the backbone to ``out`` with the run's identity in the safetensors metadata."""
-    meta = {"layout": TIMM_LAYOUT, "backbone": model.backbone_name, "size": str(cfg.data.size), "dataset_version": VERSION,
+    meta = {"layout": family_of(model.backbone).layout, "backbone": model.backbone_name, "size": str(cfg.data.size), "dataset_version": VERSION,
             "objective": "dense: " + ", ".join(cfg.tasks), "split": cfg.data.train_split,
             "num": str(cfg.data.num_train), "steps": str(steps), "seed": str(cfg.seed)}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from ..device import seed_everything
 from ..errors import ConfigError
 from ..models.io import load_adapter
 from .config import load_config
-from .train import build_model
+from .train import run_model
 
 
 def load_run(run_dir: Path, overrides: list[str]):
@@ -17,6 +17,6 @@ def load_run(run_dir: Path, overrides: list[str]):
         raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)")
     cfg = load_config(run_dir / "config.yaml", overrides)
     seed_everything(cfg.seed, cfg.deterministic)  # a randomly initialised backbone is rebuilt identically
-    model = build_model(cfg)
+    model = run_model(cfg)
     load_adapter(model, run_dir)
     return cfg, model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import signal
 import time
@@ -19,7 +18,7 @@ from ..data import build_dataset, dataset_channels
 from ..device import autocast, seed_everything
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
-from ..models.adapters import METHODS
+from ..models.factory import build_model
 from ..models.io import save_adapter
 from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
@@ -91,20 +90,9 @@ class NonFiniteLossError(VMTError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def build_model(cfg: RunConfig) -> MultiTaskModel:
-    """The model a config describes; method keywords are passed only to methods that take them."""
-    tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
-    if cfg.model.method not in METHODS:
-        raise ConfigError(f"model.method {cfg.model.method!r}: choose from {', '.join(METHODS)}")
-    own = {n for n, p in inspect.signature(MultiTaskModel).parameters.items() if p.kind is not p.VAR_KEYWORD}
-    if own & set(cfg.model.hparams):  # would collide with the arguments below (a TypeError otherwise)
-        raise ConfigError(f"model.hparams cannot set {', '.join(sorted(own & set(cfg.model.hparams)))}; "
-                          "use the model.* and data.* keys")
-    accepted = inspect.signature(METHODS[cfg.model.method]).parameters
-    common = {"bottleneck": cfg.model.bottleneck, "scale": cfg.model.scale}
-    hparams = {k: v for k, v in common.items() if k in accepted} | cfg.model.hparams
-    return MultiTaskModel(cfg.model.backbone, cfg.model.method, tasks, pretrained=cfg.model.pretrained or None,
-                          img_size=cfg.data.size, decoder_ratio=cfg.model.decoder_ratio, **hparams)
+def run_model(cfg: RunConfig) -> MultiTaskModel:
+    """The model of a run: its ``model:`` section built for its tasks and input size."""
+    return build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)), cfg.data.size)
 
 
 class Trainer:
@@ -113,7 +101,7 @@ class Trainer:
         self.info = ddp.setup(cfg.device)
         self.progress = progress and self.info.is_main
         seed_everything(cfg.seed, cfg.deterministic)
-        self.model = build_model(cfg).to(self.info.device)
+        self.model = run_model(cfg).to(self.info.device)
         self.tasks = self.model.tasks
         if self.info.enabled:  # decoders' BatchNorm must see the global batch, as in one process
             ddp.globalise_batchnorm(self.model)

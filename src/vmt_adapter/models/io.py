@@ -15,6 +15,7 @@ from ..errors import ConfigError, WeightsError
 from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
 from .backbones import BACKBONES
+from .factory import ModelConfig, build_model
 from .multitask import MultiTaskModel
 
 WEIGHTS_NAME = "adapter.safetensors"
@@ -29,6 +30,7 @@ def adapter_config(model: MultiTaskModel) -> dict:
         "method": model.method.name,
         "backbone": model.backbone_name,
         "img_size": model.img_size,
+        "decoder": model.decoder_name,
         "decoder_ratio": model.decoder_ratio,
         "tasks": [t.name for t in model.tasks],
         "task_channels": {t.name: t.channels for t in model.tasks},
@@ -83,10 +85,11 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
     try:
         tasks: list[TaskSpec] = resolve_tasks(_typed(cfg, "tasks", list, path),
                                               _typed(cfg, "task_channels", dict, path, None))
-        model = MultiTaskModel(_typed(cfg, "backbone", str, path), _typed(cfg, "method", str, path), tasks,
-                               pretrained=pretrained, img_size=_typed(cfg, "img_size", int, path, None),
-                               decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
-                               **_typed(cfg, "hparams", dict, path))
+        spec = ModelConfig(backbone=_typed(cfg, "backbone", str, path), method=_typed(cfg, "method", str, path),
+                           pretrained=str(pretrained or ""), decoder=_typed(cfg, "decoder", str, path, "hrnet"),
+                           decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
+                           hparams=_typed(cfg, "hparams", dict, path))
+        model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
         raise WeightsError(f"adapter {path} describes a model that cannot be built: "
                            f"{' '.join(str(exc).split())}") from None  # one line, whatever names the file holds
@@ -112,8 +115,9 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
     path = Path(path)
     cfg = read_adapter_config(path)
     own = adapter_config(model)
-    diffs = [f"{k}: file has {cfg.get(k)!r}, model has {own[k]!r}"
-             for k in ("backbone", "method", "tasks", "hparams") if cfg.get(k) != own[k]]
+    file_has = cfg | {"decoder": cfg.get("decoder", "hrnet")}  # files before the decoder registry: hrnet
+    diffs = [f"{k}: file has {file_has.get(k)!r}, model has {own[k]!r}"
+             for k in ("backbone", "method", "decoder", "tasks", "hparams") if file_has.get(k) != own[k]]
     if diffs:
         raise WeightsError(f"adapter {path} does not fit this model ({'; '.join(diffs)})")
     base = cfg.get("base_weights")

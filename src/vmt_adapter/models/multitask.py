@@ -10,8 +10,8 @@ from torch import nn
 
 from ..tasks import TaskSpec
 from .adapters import Method, build_method
-from .backbones import build_backbone, weights_identity
-from .decoders import MultiScaleDecoder
+from .backbones import build_backbone, family_of, weights_identity
+from .decoders import build_decoder
 
 
 class MultiTaskModel(nn.Module):
@@ -23,9 +23,10 @@ class MultiTaskModel(nn.Module):
     """
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
-                 img_size: int | None = None, decoder_ratio: int = 4, **hparams) -> None:
+                 img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, **hparams) -> None:
         super().__init__()
-        self.decoder_ratio = decoder_ratio  # hidden width of the decoders' fusion layer, in units of 270
+        self.decoder_name = decoder
+        self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
         self.backbone_name = backbone
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
@@ -37,7 +38,8 @@ class MultiTaskModel(nn.Module):
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         chans = self.method.tap_channels(self.backbone)
-        self.decoders = nn.ModuleDict({t.name: MultiScaleDecoder(chans, t.channels, hidden_ratio=decoder_ratio) for t in self.tasks})
+        self.decoders = nn.ModuleDict({t.name: build_decoder(decoder, chans, t.channels, decoder_ratio)
+                                       for t in self.tasks})
         self._freeze()
 
     @functools.cached_property
@@ -51,6 +53,12 @@ class MultiTaskModel(nn.Module):
     @property
     def img_size(self) -> int:
         return self.backbone.patch_embed.img_size[0]
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's
+        relative-position tables, ViT's position embedding and class token) and the method's own."""
+        own = {f"backbone.{n}" for n in family_of(self.backbone).no_weight_decay(self.backbone)}
+        return own | {n for n, _ in self.named_parameters() if self.method.no_weight_decay(n.removeprefix("backbone."))}
 
     def _freeze(self) -> None:
         for name, p in self.backbone.named_parameters():

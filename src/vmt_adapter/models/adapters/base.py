@@ -12,16 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
+from ..backbones import family_of
 
-def run_stages(backbone: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Run the backbone once, yielding each stage's output (B, H, W, C): the tap points."""
-    x = backbone.patch_embed(x)
-    for stage in backbone.layers:
-        x = stage(x)
-        yield x
+
+def run_stages(backbone: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    """Run the backbone once, yielding the token stream after each tap block (the family's layout)."""
+    return family_of(backbone).run(backbone, x)
+
+
+def tap_maps(backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The four NCHW maps of one backbone pass (B, C, H, W), finest first."""
+    family = family_of(backbone)
+    return [family.maps(backbone, s, x.shape[-2:], i) for i, s in enumerate(family.run(backbone, x))]
 
 
 def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -43,7 +47,7 @@ class Method:
     def hparams(self) -> dict:
         return {}
 
-    def inject(self, backbone: SwinTransformer) -> None:
+    def inject(self, backbone: nn.Module) -> None:
         """Swap adapter modules into ``backbone``; the base method adds nothing."""
 
     def is_adapter(self, name: str) -> bool:
@@ -54,6 +58,10 @@ class Method:
         """Whether the adapter parameter ``name`` belongs to one task only."""
         return False
 
+    def no_weight_decay(self, name: str) -> bool:
+        """Whether the trainable parameter ``name`` is exempt from weight decay (beyond 1-D parameters)."""
+        return False
+
     def is_other_trainable(self, name: str) -> bool:
         """Whether the backbone parameter ``name``, outside the adapter, trains too."""
         return self.trains_backbone
@@ -62,13 +70,13 @@ class Method:
         """The method's whole trainable set in the backbone; everything else is frozen."""
         return self.is_adapter(name) or self.is_other_trainable(name)
 
-    def tap_channels(self, backbone: SwinTransformer) -> list[int]:
-        """Channels of the four maps ``taps`` returns: the stage widths."""
-        return [info["num_chs"] for info in backbone.feature_info]
+    def tap_channels(self, backbone: nn.Module) -> list[int]:
+        """Channels of the four maps ``taps`` returns (the family's tap widths)."""
+        return family_of(backbone).tap_channels(backbone)
 
-    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
+    def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
-        return [s.permute(0, 3, 1, 2).unsqueeze(0) for s in run_stages(backbone, x)]
+        return [m.unsqueeze(0) for m in tap_maps(backbone, x)]
 
 
 class TaskRouted(nn.Module):
@@ -91,14 +99,13 @@ class PerTaskMethod(Method):
     def is_task_specific(self, name: str) -> bool:
         return self.is_adapter(name)
 
-    def task_backbone(self, backbone: SwinTransformer, task: int) -> SwinTransformer:
+    def task_backbone(self, backbone: nn.Module, task: int) -> nn.Module:
         """The backbone set up for ``task``: every ``TaskRouted`` module switched to it."""
         for module in backbone.modules():
             if isinstance(module, TaskRouted):
                 module.task = task
         return backbone
 
-    def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
-        passes = [[s.permute(0, 3, 1, 2) for s in run_stages(self.task_backbone(backbone, t), x)]
-                  for t in range(len(self.task_names))]
+    def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        passes = [tap_maps(self.task_backbone(backbone, t), x) for t in range(len(self.task_names))]
         return [torch.stack(maps) for maps in zip(*passes)]

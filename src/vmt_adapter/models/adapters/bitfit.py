@@ -11,7 +11,6 @@ any, pulls towards the pretrained bias rather than towards 0. The backbone runs 
 from __future__ import annotations
 
 import torch
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from .base import PerTaskMethod, TaskRouted, replace_module
@@ -36,7 +35,7 @@ class TaskBias(TaskRouted):
 class BitFitMethod(PerTaskMethod):
     name = "bitfit"
 
-    def inject(self, backbone: SwinTransformer) -> None:
+    def inject(self, backbone: nn.Module) -> None:
         biased = [n for n, m in backbone.named_modules() if isinstance(m, BIASED) and m.bias is not None]
         for name in biased:
             replace_module(backbone, name, TaskBias(backbone.get_submodule(name), len(self.task_names)))

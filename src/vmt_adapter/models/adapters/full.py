@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from .base import Method, PerTaskMethod
@@ -25,9 +24,9 @@ class STFullMethod(PerTaskMethod):
     name = "st-full"
     trains_backbone = True
 
-    def inject(self, backbone: SwinTransformer) -> None:
+    def inject(self, backbone: nn.Module) -> None:
         # Copies of the loaded backbone (made before it holds them, so none nests another).
         backbone.task_copies = nn.ModuleList(copy.deepcopy(backbone) for _ in self.task_names[1:])
 
-    def task_backbone(self, backbone: SwinTransformer, task: int) -> SwinTransformer:
+    def task_backbone(self, backbone: nn.Module, task: int) -> nn.Module:
         return backbone.task_copies[task - 1] if task else backbone

@@ -10,10 +10,10 @@ backbone pass.
 from __future__ import annotations
 
 import torch
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from ...errors import ConfigError
+from ..backbones import family_of
 from .base import PerTaskMethod, TaskRouted
 from .vmt import ACTIVATIONS
 
@@ -61,9 +61,9 @@ class AdapterMethod(PerTaskMethod):
     def hparams(self) -> dict:
         return {"hidden": self.hidden, "act": self.act}
 
-    def inject(self, backbone: SwinTransformer) -> None:
-        for stage in backbone.layers:
-            for block in stage.blocks:
+    def inject(self, backbone: nn.Module) -> None:
+        for stage in family_of(backbone).stages(backbone):
+            for block in stage:
                 block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.hidden, self.act)
 
     def is_adapter(self, name: str) -> bool:

@@ -16,10 +16,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from ...errors import ConfigError
+from ..backbones import family_of
 from .base import PerTaskMethod, TaskRouted
 
 
@@ -73,9 +73,9 @@ class LoRAMethod(PerTaskMethod):
     def hparams(self) -> dict:
         return {"rank": self.rank, "alpha": self.alpha}
 
-    def inject(self, backbone: SwinTransformer) -> None:
-        for stage in backbone.layers:
-            for block in stage.blocks:
+    def inject(self, backbone: nn.Module) -> None:
+        for stage in family_of(backbone).stages(backbone):
+            for block in stage:
                 block.attn.qkv = LoRALinear(block.attn.qkv, len(self.task_names), self.rank, self.alpha / self.rank)
 
     def is_adapter(self, name: str) -> bool:

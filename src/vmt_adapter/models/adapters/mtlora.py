@@ -43,6 +43,7 @@ from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
 from ...errors import ConfigError
+from ..backbones import family_of, require_family
 from .base import Method, run_stages
 from .lora import LoRALinear, LowRank, check_rank
 
@@ -122,6 +123,8 @@ class MTLoRAMethod(Method):
                 "task_scale": self.task_scale, "also_train": self.also_train, "merged_taps": self.merged_taps}
 
     def inject(self, backbone: SwinTransformer) -> None:
+        require_family(self.name, family_of(backbone), ("swin",),
+                       "its task streams follow the public code's Swin stages and patch merging")
         num_tasks = len(self.task_names)
         for s, stage in enumerate(backbone.layers):
             for i, block in enumerate(stage.blocks):

@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ConfigError
+from ..backbones import family_of
+from .base import Method
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
 
@@ -111,3 +113,54 @@ class ParallelMLP(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         main, self.task_offsets = self.adapter(z, with_tasks=self.is_tap)
         return self.base_layer(z) + main
+
+
+class VMTMethod(Method):
+    """VMT-Adapter: one backbone pass, task streams only at the last block of each stage."""
+
+    name = "vmt"
+
+    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu",
+                 lite: bool = False) -> None:
+        super().__init__(task_names)
+        self.cfg = VMTAdapterConfig(bottleneck=bottleneck, scale=scale, act=act, lite=lite)
+
+    def hparams(self) -> dict:
+        return self.cfg.to_dict()
+
+    def inject(self, backbone: nn.Module) -> None:
+        for stage in family_of(backbone).stages(backbone):
+            for i, block in enumerate(stage):
+                adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg)
+                block.mlp = ParallelMLP(block.mlp, adapter, is_tap=i == len(stage) - 1)
+
+    def is_adapter(self, name: str) -> bool:
+        return ".mlp.adapter." in name
+
+    def is_task_specific(self, name: str) -> bool:
+        return self.is_adapter(name) and name.endswith((".gamma", ".beta"))
+
+    def no_weight_decay(self, name: str) -> bool:
+        # Decaying gamma towards 0 would fight its init of 1; beta, like a bias, is not decayed either.
+        return self.is_task_specific(name)
+
+    def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        family, out = family_of(backbone), []
+        for level, (stage, main) in enumerate(zip(family.stages(backbone), family.run(backbone, x))):
+            tap = stage[-1].mlp
+            offsets, tap.task_offsets = tap.task_offsets, None  # T, B, N, C; don't keep the graph alive
+            streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, *main's layout
+            out.append(family.maps(backbone, streams, x.shape[-2:], level))
+        return out
+
+
+class VMTLiteMethod(VMTMethod):
+    """VMT-Adapter-Lite: the up-projection is the transposed down-projection (one tied matrix)."""
+
+    name = "vmt-lite"
+
+    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu") -> None:
+        super().__init__(task_names, bottleneck=bottleneck, scale=scale, act=act, lite=True)
+
+    def hparams(self) -> dict:
+        return {k: v for k, v in self.cfg.to_dict().items() if k != "lite"}  # implied by the method, not a keyword

@@ -24,10 +24,11 @@ Each task runs its own backbone pass.
 from __future__ import annotations
 
 import torch
-from timm.models.swin_transformer import SwinTransformer, WindowAttention
+from timm.models.swin_transformer import WindowAttention
 from torch import nn
 
 from ...errors import ConfigError
+from ..backbones import family_of, require_family
 from .base import PerTaskMethod, TaskRouted
 
 
@@ -73,9 +74,10 @@ class VPTDeepMethod(PerTaskMethod):
     def hparams(self) -> dict:
         return {"tokens": self.tokens}
 
-    def inject(self, backbone: SwinTransformer) -> None:
-        for stage in backbone.layers:
-            for block in stage.blocks:
+    def inject(self, backbone: nn.Module) -> None:
+        require_family(self.name, family_of(backbone), ("swin",), "its prompts enter Swin's window attention")
+        for stage in family_of(backbone).stages(backbone):
+            for block in stage:
                 block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.tokens)
 
     def is_adapter(self, name: str) -> bool:

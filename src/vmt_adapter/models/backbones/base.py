@@ -1,0 +1,62 @@
+"""What a backbone family tells the rest of the project, so that methods and decoders never walk a
+particular timm class themselves.
+
+A family (Swin, plain ViT, ...) is one file holding a subclass of ``BackboneFamily`` and its table of
+variants. Everything downstream asks the family: which blocks a method may adapt (``stages``, whose
+last block each is a tap), how to run the backbone to its taps (``run``), how tap tokens become the
+NCHW maps the decoders read (``maps``), which parameters are exempt from weight decay, and how a
+foreign checkpoint is filtered into the model (timm's own filter for that family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from ...errors import ConfigError
+
+
+class BackboneFamily:
+    """Interface of a backbone family; ``variants`` maps a name to the timm constructor's arguments."""
+
+    name: str = ""
+    module_type: type[nn.Module] = nn.Module
+    layout: str = ""  # safetensors metadata "layout" of files written in this family's key names
+    variants: dict[str, dict] = {}
+
+    def build(self, variant: str, img_size: int | None) -> nn.Module:
+        """The timm module for ``variant`` without a classifier, accepting any input size."""
+        raise NotImplementedError
+
+    def filter_state(self, state: dict[str, torch.Tensor], model: nn.Module, own_layout: bool) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors renamed and resized for ``model``; ``own_layout``: the file declares ``layout``."""
+        raise NotImplementedError
+
+    def stages(self, model: nn.Module) -> list[list[nn.Module]]:
+        """The blocks a method may adapt, grouped so that the last block of every group is a tap."""
+        raise NotImplementedError
+
+    def run(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Run the backbone once, yielding the token stream after each tap block (the family's own layout)."""
+        raise NotImplementedError
+
+    def maps(self, model: nn.Module, tokens: torch.Tensor, image_hw: tuple[int, int], level: int) -> torch.Tensor:
+        """Tap ``level``'s tokens, with any leading dims, as NCHW maps ``(..., C, H, W)``."""
+        raise NotImplementedError
+
+    def tap_channels(self, model: nn.Module) -> list[int]:
+        """Channels of the four maps ``maps`` returns, finest first."""
+        raise NotImplementedError
+
+    def no_weight_decay(self, model: nn.Module) -> set[str]:
+        """Parameter names (in ``model``, copies of it included) that the family's recipe does not decay."""
+        raise NotImplementedError
+
+
+def require_family(method: str, family: BackboneFamily, allowed: tuple[str, ...], why: str) -> None:
+    """A method that exists for some families only says so in one line."""
+    if family.name not in allowed:
+        raise ConfigError(f"method {method!r} works on {' and '.join(allowed)} backbones only ({why}); "
+                          f"this backbone is a {family.name}")

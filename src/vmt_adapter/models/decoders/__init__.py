@@ -1,0 +1,25 @@
+"""Dense heads by name (``model.decoder``): one file per head plus one row in ``DECODERS``.
+
+A head is built as ``cls(in_channels, out_channels, ratio)``: ``in_channels`` the four tap widths
+(finest first), ``ratio`` its width multiplier (``model.decoder_ratio``); its forward takes the four
+maps and the output size.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ...errors import ConfigError
+from .hrnet import MultiScaleDecoder
+from .segformer import SegFormerHead
+
+DECODERS: dict[str, type[nn.Module]] = {"hrnet": MultiScaleDecoder, "segformer": SegFormerHead}
+
+
+def build_decoder(name: str, in_channels: list[int], out_channels: int, ratio: int) -> nn.Module:
+    if name not in DECODERS:
+        raise ConfigError(f"unknown decoder {name!r}; choose from {', '.join(DECODERS)}")
+    return DECODERS[name](in_channels, out_channels, ratio)
+
+
+__all__ = ["DECODERS", "MultiScaleDecoder", "SegFormerHead", "build_decoder"]

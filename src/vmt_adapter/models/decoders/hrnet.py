@@ -1,0 +1,45 @@
+"""``hrnet``: the per-task decoder of the benchmark's public code (MTLoRA / Polyhistor line, DESIGN.md 1.2),
+an HRNet-style fusion head.
+
+Each tapped map is first layer-normalised over its channels (``base.channel_norm``, no
+parameters), then brought to [18, 36, 72, 144] channels by a bias-free 1x1 conv; all are upsampled to the finest tap and concatenated (270 channels), then 1x1 conv -> BN -> ReLU ->
+1x1 conv to the task's channels, and bilinear upsampling to the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import channel_norm, check_taps
+
+REDUCED = (18, 36, 72, 144)
+
+
+class MultiScaleDecoder(nn.Module):
+    """``ratio`` sets the fusion layer's hidden width, ``ratio`` x 270 (4 = the benchmark's 1080)."""
+
+    def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4) -> None:
+        super().__init__()
+        check_taps(in_channels, len(REDUCED))
+        self.reduce = nn.ModuleList(nn.Conv2d(c, r, 1, bias=False) for c, r in zip(in_channels, REDUCED))
+        fused = sum(REDUCED)  # 270
+        self.head = nn.Sequential(
+            nn.Conv2d(fused, fused * ratio, 1),  # 270 -> 1080
+            nn.BatchNorm2d(fused * ratio),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(fused * ratio, out_channels, 1),
+        )
+
+    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """``feats``: the tapped maps (B, C_i, H_i, W_i), finest first; returns (B, out, *size)."""
+        fine = feats[0].shape[-2:]
+        maps = [
+            F.interpolate(r(channel_norm(f)), size=fine, mode="bilinear", align_corners=False) if i
+            else r(channel_norm(f))
+            for i, (r, f) in enumerate(zip(self.reduce, feats))
+        ]
+        out = self.head(torch.cat(maps, dim=1))
+        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+
