@@ -1,4 +1,5 @@
-"""Every registered method on swin_nano at 64 px: shapes, training, trainable sets, zero init, backbone passes."""
+"""The common tester: every registered method on every backbone family (swin_nano, vit_nano at 64 px):
+shapes, training, trainable sets, zero init, backbone passes, adapter round trips."""
 
 from __future__ import annotations
 
@@ -35,11 +36,26 @@ BACKBONE_TRAINS = {
               r"\.downsample\.reduction\.",
 }
 PER_TASK = {"st-full", "bitfit", "adapter", "lora", "vpt-deep"}
+SWIN_ONLY = {"vpt-deep", "mtlora"}  # built on Swin's window attention / stages and patch merging
+BLOCKS = {"swin_nano": 8, "vit_nano": 4}
+PAIRS = [(b, m) for b in BLOCKS for m in METHODS if b == "swin_nano" or m not in SWIN_ONLY]
 
 
-def nano(method: str, tasks: str = THREE, **kw) -> MultiTaskModel:
+def nano(method: str, tasks: str = THREE, backbone: str = "swin_nano", **kw) -> MultiTaskModel:
     torch.manual_seed(0)
-    return MultiTaskModel("swin_nano", method, resolve_tasks(tasks), img_size=64, **kw)
+    return MultiTaskModel(backbone, method, resolve_tasks(tasks), img_size=64, **kw)
+
+
+def reference_taps(backbone: str, images: torch.Tensor) -> list[torch.Tensor]:
+    """The frozen backbone's four maps, from timm's own ``forward_intermediates`` (ViT: blocks 1..4 of
+    vit_nano's 4, resampled by hand to strides 4, 8, 16, 32 as ViTDet's simple pyramid does)."""
+    frozen = build_backbone(backbone, img_size=64)
+    maps = frozen.forward_intermediates(images, intermediates_only=True)
+    if backbone == "swin_nano":
+        return maps
+    up = torch.nn.functional.interpolate
+    return [up(maps[0], scale_factor=4, mode="bilinear"), up(maps[1], scale_factor=2, mode="bilinear"), maps[2],
+            torch.nn.functional.max_pool2d(maps[3], 2)]
 
 
 def expected_trainable(model: MultiTaskModel, method: str) -> set[str]:
@@ -53,10 +69,10 @@ def test_registry_holds_every_method() -> None:
     assert {m for m, cls in METHODS.items() if not cls.one_pass} == PER_TASK
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_shapes_training_and_trainable_set(method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method", PAIRS)
+def test_shapes_training_and_trainable_set(backbone: str, method: str, images: torch.Tensor) -> None:
     """Forward shapes, finite losses over three AdamW steps, and exactly the intended parameters change."""
-    model = nano(method)
+    model = nano(method, backbone=backbone)
     model.train()
     assert model.backbone.training == METHODS[method].trains_backbone
     expected = expected_trainable(model, method)
@@ -76,14 +92,14 @@ def test_shapes_training_and_trainable_set(method: str, images: torch.Tensor) ->
     assert changed == expected
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_init_reproduces_the_frozen_backbone(method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method", PAIRS)
+def test_init_reproduces_the_frozen_backbone(backbone: str, method: str, images: torch.Tensor) -> None:
     """At step 0 every task's taps are the frozen stage outputs; moving the trainable set moves them."""
     torch.manual_seed(0)
-    frozen = build_backbone("swin_nano", img_size=64)
-    model = nano(method).eval()
+    model = nano(method, backbone=backbone).eval()
+    torch.manual_seed(0)
     with torch.no_grad():
-        ref = frozen.forward_intermediates(images, intermediates_only=True)
+        ref = reference_taps(backbone, images)
         taps = model.method.taps(model.backbone, images)
     # VPT recomputes the window attention itself: equal to timm's up to rounding if timm fuses attention.
     tol = dict(rtol=1e-5, atol=1e-5) if method == "vpt-deep" else dict(rtol=0, atol=0)
@@ -101,20 +117,20 @@ def test_init_reproduces_the_frozen_backbone(method: str, images: torch.Tensor) 
     assert all(not torch.allclose(a, r.unsqueeze(0).expand_as(a)) for a, r in zip(after, ref))
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_backbone_block_calls(method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method", PAIRS)
+def test_backbone_block_calls(backbone: str, method: str, images: torch.Tensor) -> None:
     """One call per block for one-pass methods; T per block for per-task ones (st-full: its T backbones)."""
-    model = nano(method)
+    model = nano(method, backbone=backbone)
     calls: dict[str, int] = {}
     for name, module in model.backbone.named_modules():
-        if name.endswith(".blocks"):
+        if name == "blocks" or name.endswith(".blocks"):
             for i, block in enumerate(module):
                 key = f"{name}.{i}"
                 block.register_forward_hook(lambda m, a, o, key=key: calls.__setitem__(key, calls.get(key, 0) + 1))
     with torch.no_grad():
         model(images)
     passes = 1 if METHODS[method].one_pass else T
-    assert sum(calls.values()) == 8 * passes  # swin_nano has 8 blocks
+    assert sum(calls.values()) == BLOCKS[backbone] * passes
     assert set(calls.values()) == ({1} if method == "st-full" else {passes})
 
 
@@ -129,10 +145,10 @@ def task_part(method: str, name: str, p: torch.Tensor, task: int) -> torch.Tenso
     return None
 
 
-@pytest.mark.parametrize("method", sorted(PER_TASK | {"mtlora"}))
-def test_each_task_stream_uses_its_own_parameters(method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method", [p for p in PAIRS if p[1] in PER_TASK | {"mtlora"}])
+def test_each_task_stream_uses_its_own_parameters(backbone: str, method: str, images: torch.Tensor) -> None:
     """Perturbing task 1's parameters changes task 1's taps only (and never MTLoRA's shared stream)."""
-    model = nano(method).eval()
+    model = nano(method, backbone=backbone).eval()
     with torch.no_grad():
         before = model.method.taps(model.backbone, images)
         shared = list(run_stages(model.backbone, images))
@@ -236,15 +252,15 @@ def test_bad_hyper_parameters_are_config_errors(method: str, hparams: dict) -> N
         build_method(method, ["sal"], **hparams)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_round_trips_through_from_pretrained(tmp_path, method: str) -> None:
+@pytest.mark.parametrize("backbone,method", PAIRS)
+def test_every_method_round_trips_through_from_pretrained(tmp_path, backbone: str, method: str) -> None:
     """Save the trainable part, rebuild with ``vmt_adapter.from_pretrained`` on the same base: same outputs."""
     import vmt_adapter
 
     base = tmp_path / "base.pth"
-    torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
+    torch.save(build_backbone(backbone, img_size=32).state_dict(), base)
     torch.manual_seed(0)
-    model = MultiTaskModel("swin_nano", method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32)
+    model = MultiTaskModel(backbone, method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -287,3 +303,37 @@ def test_a_huge_size_is_refused_before_allocation() -> None:
         build_method("vmt", ["sal"], bottleneck=1_000_000_000)
     with pytest.raises(ConfigError, match="rank=100000 is above 65536"):
         build_method("lora", ["sal"], rank=100_000)
+
+
+@pytest.mark.parametrize("method", sorted(SWIN_ONLY))
+def test_swin_only_methods_refuse_a_vit_in_one_line(method: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^method '{method}' works on swin backbones only \(.*\); this backbone is a vit$"):
+        nano(method, backbone="vit_nano")
+
+
+def test_parameter_counts_on_vit_nano() -> None:
+    """By hand from vit_nano's widths (d = 96, MLP 384, 4 blocks): VMT's shared projections plus T pairs of
+    k-vectors per block; LoRA's rank-8 A (8 x d) and B (3d x 8) per block and task."""
+    d, blocks, k = 96, 4, 16
+    vmt = nano("vmt", backbone="vit_nano", bottleneck=k).parameter_counts()
+    assert vmt["adapter"] == blocks * ((d * k + k) + (d * k + d) + 2 * T * k)
+    assert vmt["adapter_task_specific"] == blocks * 2 * T * k
+    lite = nano("vmt-lite", backbone="vit_nano", bottleneck=k).parameter_counts()
+    assert lite["adapter"] == blocks * ((d * k + k) + d + 2 * T * k)
+    assert nano("lora", backbone="vit_nano").parameter_counts()["adapter"] == T * blocks * 8 * (d + 3 * d)
+    full = nano("mt-full", backbone="vit_nano").parameter_counts()
+    # patch embedding 16*16*3*d + d, class token d, 17 position embeddings (64 px: 4 x 4 + 1) x d;
+    # per block: 2 LayerNorms 4d, qkv 3d*d + 3d, proj d*d + d, fc1 d*4d + 4d, fc2 4d*d + d.
+    per_block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+    assert full["other_trainable"] == 16 * 16 * 3 * d + d + d + 17 * d + blocks * per_block
+
+
+def test_vit_weight_decay_exempts_position_embedding_and_class_token() -> None:
+    model = nano("mt-full", backbone="vit_nano")
+    assert model.no_weight_decay() == {"backbone.pos_embed", "backbone.cls_token"}
+    swin = nano("mt-full")
+    tables = {n for n, _ in swin.named_parameters() if n.endswith("relative_position_bias_table")}
+    assert len(tables) == 8 and swin.no_weight_decay() == tables
+    vmt = nano("vmt", backbone="vit_nano")
+    assert vmt.no_weight_decay() - {"backbone.pos_embed", "backbone.cls_token"} == {
+        f"backbone.blocks.{i}.mlp.adapter.{v}" for i in range(4) for v in ("gamma", "beta")}
