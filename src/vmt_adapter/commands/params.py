@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..engine.report import render_table
 from ..models.adapters import METHODS
 from ..models.factory import ModelConfig, build_model
-from ..models.published import PUBLISHED_COUNTS
+from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS
 from ..tasks import resolve_tasks
 
 FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")
@@ -30,7 +31,7 @@ def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None)
     if bottleneck is not None:
         spec.bottleneck = bottleneck  # taken by the methods that have a bottleneck, ignored by the others
     model = build_model(spec, resolve_tasks(tasks))
-    pub = PUBLISHED_COUNTS.get(method)
+    pub = PUBLISHED_COUNTS.get(method) if backbone == PUBLISHED_BACKBONE else None  # the papers' figures are Swin-T's
     return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts(),
             "published": pub.params if pub else None, "published_scope": pub.scope if pub else None,
             "published_source": pub.source if pub else None, "published_vs": pub.field if pub else None}
@@ -38,14 +39,14 @@ def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None)
 
 def format_table(rows: list[dict]) -> str:
     """One row per method; the published figure is followed by our count of the same scope."""
-    lines = [f"{'method':<14}" + "".join(f"{h:>23}" for h in FIELDS) + "   published (ours, same scope; scope)"]
+    cells = []
     for r in rows:
-        line = f"{r['method']:<14}" + "".join(f"{r[f]:>15,} ({r[f] / 1e6:5.2f} M)" for f in FIELDS)
-        if r["published"] is not None:
-            line += (f"   {r['published'] / 1e6:.2f} M ({r[r['published_vs']] / 1e6:.2f} M {r['published_vs']};"
-                     f" {r['published_scope']})")
-        lines.append(line)
-    return "\n".join(lines)
+        line = [r["method"]] + [f"{r[f]:,} ({r[f] / 1e6:.2f} M)" for f in FIELDS]
+        line.append("-" if r["published"] is None else
+                    f"{r['published'] / 1e6:.2f} M ({r[r['published_vs']] / 1e6:.2f} M {r['published_vs']}; "
+                    f"{r['published_scope']})")
+        cells.append(line)
+    return render_table(["method", *FIELDS, "published (ours, same scope; scope)"], cells)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ from ..models.adapters import METHODS, Method
 from ..models.backbones import default_size, family_of
 from ..models.factory import ModelConfig, build_model
 from ..tasks import TASKS, TaskSpec
+from .report import render_table
 
 FROZEN = "frozen"  # the bare frozen backbone: the registry's base method, under its benchmark name
 TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "depth", "edge")
@@ -245,26 +246,20 @@ def add_ratios(rows: list[dict]) -> list[dict]:
     return rows
 
 
-COLUMNS = (  # field, header, width, number format
-    ("method", "method", 12, ""), ("tasks", "T", 3, "d"), ("fwd_ms", "fwd ms", 9, ".1f"),
-    ("fwd_bwd_ms", "fwd+bwd ms", 11, ".1f"), ("peak_mem_mb", "peak MB", 8, ".1f"),
-    ("decoders_fwd_ms", "dec fwd ms", 11, ".1f"), ("train_step_ms", "step ms", 9, ".1f"),
-    ("train_peak_mem_mb", "step MB", 8, ".1f"),
-    ("img_per_s_train", "img/s train", 12, ".1f"), ("img_per_s_infer", "img/s infer", 12, ".1f"),
-    ("fwd_bwd_vs_min_t", "fb/T_min", 9, ".2f"), ("fwd_vs_frozen", "fwd/frozen", 11, ".2f"),
+COLUMNS = (  # field, header, number format
+    ("method", "method", ""), ("tasks", "T", "d"), ("fwd_ms", "fwd ms", ".1f"),
+    ("fwd_bwd_ms", "fwd+bwd ms", ".1f"), ("peak_mem_mb", "peak MB", ".1f"),
+    ("decoders_fwd_ms", "dec fwd ms", ".1f"), ("train_step_ms", "step ms", ".1f"),
+    ("train_peak_mem_mb", "step MB", ".1f"),
+    ("img_per_s_train", "img/s train", ".1f"), ("img_per_s_infer", "img/s infer", ".1f"),
+    ("fwd_bwd_vs_min_t", "fb/T_min", ".2f"), ("fwd_vs_frozen", "fwd/frozen", ".2f"),
 )
 
 
 def format_table(rows: list[dict]) -> str:
-    """A fixed-width table of the main fields; ``-`` where a value does not apply."""
-    def cell(text: str, width: int, first: bool) -> str:
-        return text.ljust(width) if first else text.rjust(width)
-
-    lines = [" ".join(cell(h, w, i == 0) for i, (_, h, w, _) in enumerate(COLUMNS))]
-    for r in rows:
-        lines.append(" ".join(cell("-" if r.get(f) is None else format(r[f], spec), w, i == 0)
-                              for i, (f, _, w, spec) in enumerate(COLUMNS)))
-    return "\n".join(lines)
+    """An aligned table of the main fields; ``-`` where a value does not apply."""
+    cells = [["-" if r.get(f) is None else format(r[f], spec) for f, _, spec in COLUMNS] for r in rows]
+    return render_table([h for _, h, _ in COLUMNS], cells)
 
 
 def plot(rows: list[dict], path: str | Path) -> None:

@@ -37,6 +37,7 @@ from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
 from .config import CONFIG_DIR, RunConfig, flatten_config, load_config, save_config
 from .prior import prior_result
+from .report import render_table
 from .score import load_results, multi_task_score
 from .train import train
 
@@ -291,18 +292,17 @@ def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
                          for s in specs]
     head += ["dm vs st-full (%) ↑", "seeds", "adapter params", "trainable params", "backbone passes", "wall (s)",
              "peak mem (MB)"]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    lines = []
     for r in rows:
         cells = [r["method"]] + [_pm(r["metrics"].get(t), r.get("metrics_std", {}).get(t)) for t in tasks]
         cells += [_pm(r["dm"], r.get("dm_std"), "+.2f"), str(len(r.get("seeds", [0] if r["metrics"] else []))),
                   _fmt(r["adapter_params"], ","),
                   _fmt(r["trainable_params"], ","), _fmt(r["backbone_passes"], "d"),
                   _fmt(r["wall_s"], ".0f") + ("*" if r["resumed"] else ""), _fmt(r["peak_mem_mb"], ".0f")]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(cells)
     if prior is not None:
-        cells = ["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "-", "0", "0", "0", "-", "-"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "-", "0", "0", "0", "-", "-"])
+    return render_table(head, lines, markdown=True)
 
 
 def plot_dm_params(rows: Sequence[dict], path: Path) -> None:

@@ -66,6 +66,11 @@ def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False, refe
         headers.append("trainable (M)")
         for line, row in zip(cells, rows):
             line.append("-" if row["trainable"] is None else f"{row['trainable'] / 1e6:.2f}")
+    return render_table(headers, cells, markdown)
+
+
+def render_table(headers: Sequence[str], cells: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """The project's one table layout: markdown, or aligned text (first column left, the others right)."""
     if markdown:
         return "\n".join(
             ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]

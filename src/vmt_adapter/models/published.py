@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
+PUBLISHED_BACKBONE = "swin_tiny"  # every published count below is for Swin-T
+
+
 class Published(NamedTuple):
     params: int  # as printed, in millions to two decimals
     scope: str
