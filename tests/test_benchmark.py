@@ -10,7 +10,7 @@ from pathlib import Path
 from vmt_adapter.cli import main
 from vmt_adapter.models.adapters import METHODS
 
-TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=16", "data.num_val=4", "model.bottleneck=16",
+TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=16", "data.num_val=4",
         "train.batch_size=2", "train.log_every=1", "eval.batch_size=4"]
 
 
@@ -67,12 +67,25 @@ def test_a_finished_run_with_another_budget_is_refused(tmp_path: Path, capsys) -
     assert "train.steps" in capsys.readouterr().err
 
 
-def test_a_failing_method_is_reported_not_fatal(tmp_path: Path) -> None:
+def test_a_failing_method_is_reported_not_fatal(tmp_path: Path, monkeypatch) -> None:
+    from vmt_adapter.engine import benchmark as engine
+    from vmt_adapter.errors import VMTError
+
+    def fail(*args, **kwargs):
+        raise VMTError("loss became non-finite at step 1 (bogus)")
+
+    monkeypatch.setattr(engine, "train", fail)  # a failure during training, as a diverging run gives
     out = tmp_path / "bench"
-    assert benchmark(out, "--methods", "vmt", "--steps", "1", extra=("model.hparams={bogus: 1}",)) == 1
+    assert benchmark(out, "--methods", "vmt", "--steps", "1") == 1
     (row,) = json.loads((out / "results.json").read_text())["rows"]
     assert "bogus" in row["error"] and row["metrics"] == {}
     assert "vmt failed" in (out / "results.md").read_text()
+
+
+def test_a_bad_method_field_is_refused_before_any_run(tmp_path: Path, capsys) -> None:
+    assert benchmark(tmp_path / "bench", "--methods", "vmt", "--steps", "1", extra=("model.hparams={bogus: 1}",)) == 2
+    assert "unknown config key 'model.hparams.bogus'" in capsys.readouterr().err
+    assert not (tmp_path / "bench" / "results.json").exists()
 
 
 def test_seeds_give_mean_and_std_and_parallel_jobs_match(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from vmt_adapter.engine.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "src" / "vmt_adapter" / "configs" / "synth-vmt.yaml"
-TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.bottleneck=16",
+TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.hparams={bottleneck: 16}",
         "train.batch_size=4", "train.log_every=1", "eval.batch_size=8"]
 
 
@@ -132,14 +132,15 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_config_round_trip() -> None:
-    cfg = load_config(CONFIG, ["train.steps=7", "model.hparams={rank: 4}"])
-    assert cfg.train.steps == 7 and cfg.model.hparams == {"rank": 4} and cfg.model.method == "vmt"
+    cfg = load_config(CONFIG, ["train.steps=7", "model.method=lora", "model.hparams={rank: 4}"])
+    assert cfg.train.steps == 7 and cfg.model.hparams == {"rank": 4} and cfg.model.method == "lora"
 
 
 def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--no-progress"]
-    for item in TINY + ["train.steps=2", "train.warmup_steps=1", f"data.cache_dir={tmp_path / 'cache'}"]:
+    shared = [i for i in TINY if not i.startswith("model.hparams")]  # the demo's overrides apply to both methods
+    for item in shared + ["train.steps=2", "train.warmup_steps=1", f"data.cache_dir={tmp_path / 'cache'}"]:
         args += ["--set", item]
     assert main(args) == 0
     report = (out / "report.md").read_text()
@@ -262,7 +263,9 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path: Path, c
     ("seed=-1", "'seed' must be in 0..2**32 - 1"),
     ("seed=1180591620717411303424", "'seed' must be in 0..2**32 - 1"),
     ("tasks=[[semseg]]", "'tasks' must be a list of task names"),
-    ("model.bottleneck=1000000000", "'model.bottleneck' must be at most 65536"),
+    ("model.hparams={bottleneck: 1000000000}", "method 'vmt': bottleneck=1000000000 is above 65536"),
+    ("model.hparams={botleneck: 8}", "unknown config key 'model.hparams.botleneck' (did you mean 'bottleneck'?)"),
+    ("model.hparams={bottleneck: eight}", "config key 'model.hparams.bottleneck' must be int, got 'eight'"),
     ("device=cpux", "device 'cpux' is not a device name"),
     ("eval.split=test", "SynthScenes has no split 'test'"),
 ])

@@ -48,7 +48,7 @@ CONFIG_TEXT = f"""\
 seed: 0
 tasks: [semseg, sal]
 data: {{name: synth, root: ../../escape, size: 64, num_train: 16, num_val: 4}}
-model: {{backbone: swin_nano, method: vmt, pretrained: "", bottleneck: 16}}
+model: {{backbone: swin_nano, method: vmt, pretrained: "", hparams: {{bottleneck: 16}}}}
 train: {{steps: {STEPS}, batch_size: 2, lr: 3.0e-3, warmup_steps: 1, log_every: 1, ckpt_every: 2}}
 eval: {{batch_size: 4}}
 """
@@ -301,7 +301,7 @@ def test_pickled_code_is_never_run(tmp_path: Path, capsys) -> None:
     torch.save({"patch_embed.proj.weight": RunsCode(marker)}, evil)
     with pytest.raises(WeightsError, match=r"cannot read weights .*backbone\.pth: refused: .*posix\.system"):
         read_state_dict(evil)
-    code = main(["train", "--set", f"model.pretrained={evil}", "--set", "model.bottleneck=16", "--set", "data.size=64",
+    code = main(["train", "--set", f"model.pretrained={evil}", "--set", "model.hparams={bottleneck: 16}", "--set", "data.size=64",
                  "--out", str(tmp_path / "run")])
     assert "refused: it holds pickled Python objects (posix.system)" in one_line_error(capsys, code)
     assert not marker.exists()
@@ -537,7 +537,7 @@ def test_damaged_dataset_files_raise_only_data_error(datasets: dict, data: st.Da
 
 
 def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_path: Path, capsys) -> None:
-    tiny = ["--set", "model.bottleneck=16", "--set", "data.size=32", "--set", "train.batch_size=2", "--no-progress"]
+    tiny = ["--set", "model.hparams={bottleneck: 16}", "--set", "data.size=32", "--set", "train.batch_size=2", "--no-progress"]
     run = copy_run(base_run["run"], tmp_path / "run", checkpoints=False)
     other = copy_run(base_run["run"], tmp_path / "other", checkpoints=False)
     cfg = json.loads((other / "adapter.json").read_text())
@@ -567,10 +567,12 @@ def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_pat
          "vmt train: error: unknown task 'depht'; choose from semseg, human_parts, sal, normals, depth, edge"),
         (["train", *tiny, "--set", "data.name=nyud", "--set", f"data.root={datasets['nyud']}", "--set", "tasks=[sal]",
           "--out", str(tmp_path / "x6")], "dataset 'nyud' does not provide sal; it provides semseg, depth, normals, edge"),
-        (["train", *tiny, "--set", "model.botleneck=8", "--out", str(tmp_path / "x7")],
-         "vmt train: error: unknown config key 'model.botleneck' (did you mean 'bottleneck'?)"),
+        (["train", *tiny, "--set", "model.hparams.botleneck=8", "--out", str(tmp_path / "x7")],
+         "vmt train: error: unknown config key 'model.hparams.botleneck' (did you mean 'bottleneck'?)"),
+        (["train", *tiny, "--set", "model.backbon=swin_tiny", "--out", str(tmp_path / "x10")],
+         "vmt train: error: unknown config key 'model.backbon' (did you mean 'backbone'?)"),
         (["train", *tiny, "--set", "model.hparams={pretrained: x.pth, bottleneck: 8}", "--out", str(tmp_path / "x9")],
-         "vmt train: error: model.hparams cannot set pretrained; use the model.* and data.* keys"),
+         "vmt train: error: unknown config key 'model.hparams.pretrained'"),
         (["train", "--resume", "--out", str(tmp_path / "x8")], f"config file not found: {tmp_path / 'x8' / 'config.yaml'}"),
         (["eval", "--run", str(other)],
          f"vmt eval: error: adapter {other} does not fit this model (tasks: file has ['semseg'], "
@@ -592,7 +594,7 @@ def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_pat
 def test_cli_process_prints_one_line_without_traceback(tmp_path: Path) -> None:
     """The real process: exit status 2 and exactly one line on stderr (``--debug`` is checked in-process above)."""
     proc = subprocess.run([sys.executable, "-m", "vmt_adapter.cli", "train", "--set", "data.name=pascal", "--set",
-                           "data.root=/nonexistent", "--set", "model.bottleneck=16", "--set", "data.size=32", "--out",
+                           "data.root=/nonexistent", "--set", "model.hparams={bottleneck: 16}", "--set", "data.size=32", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
@@ -605,8 +607,8 @@ def test_resume_rules_name_the_key_and_allow_harmless_changes(base_run: dict, tm
     run = copy_run(base_run["run"], tmp_path / "run")
     for name in ("adapter.safetensors", "adapter.json", "eval.json"):
         (run / name).unlink()
-    code = main(["train", "--resume", "--out", str(run), "--set", "model.bottleneck=8"])
-    assert "differs from the checkpoint's in model.bottleneck " in one_line_error(capsys, code)
+    code = main(["train", "--resume", "--out", str(run), "--set", "model.hparams={bottleneck: 8}"])
+    assert "differs from the checkpoint's in model.hparams " in one_line_error(capsys, code)
     code = main(["train", "--resume", "--out", str(run), "--steps", "4"])
     assert f"train.steps=4 is below the checkpoint's step {STEPS}" in one_line_error(capsys, code)
     assert main(["train", "--resume", "--out", str(run), "--no-progress", "--set", "data.workers=1",

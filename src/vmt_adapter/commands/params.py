@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 
 from ..engine.report import render_table
 from ..models.adapters import METHODS
@@ -20,16 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="vmt", help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--all", action="store_true", help="one row per method")
     p.add_argument("--tasks", default="semseg,human_parts,sal,normals")
-    p.add_argument("--bottleneck", type=int, default=None, help="VMT bottleneck k (default 128)")
+    p.add_argument("--bottleneck", type=int, default=None, help="bottleneck k of the methods that have one (vmt, vmt-lite; default 128)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
     """Our counts, plus the published figure and its scope where a paper gives one (else None)."""
-    spec = ModelConfig(backbone=backbone, method=method)
-    if bottleneck is not None:
-        spec.bottleneck = bottleneck  # taken by the methods that have a bottleneck, ignored by the others
+    has_k = "bottleneck" in {f.name for f in fields(METHODS[method].config_class)}
+    spec = ModelConfig(backbone=backbone, method=method,
+                       hparams={"bottleneck": bottleneck} if bottleneck is not None and has_k else {})
     model = build_model(spec, resolve_tasks(tasks))
     pub = PUBLISHED_COUNTS.get(method) if backbone == PUBLISHED_BACKBONE else None  # the papers' figures are Swin-T's
     return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts(),

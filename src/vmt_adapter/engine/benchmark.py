@@ -46,10 +46,12 @@ REFERENCE = "st-full"  # dm of every row is against this method's run in the sam
 RECORD = "benchmark.json"  # per run directory: wall time and peak memory of the process that finished it
 
 # Width-like sizes on swin_nano: each method's own default (its Swin-T setting) halved, because
-# swin_nano is half as wide as Swin-T (48 vs 96 channels), as the synth config already halves
-# VMT's k (model.bottleneck 128 -> 64). A rule applied alike, not a tuning; methods absent here
-# have no width-like keyword and take their defaults.
+# swin_nano is half as wide as Swin-T (48 vs 96 channels), as the synth config halves VMT's k
+# (128 -> 64). A rule applied alike, not a tuning; methods absent here have no width-like keyword
+# and take their defaults.
 HPARAMS: dict[str, dict[str, Any]] = {
+    "vmt": {"bottleneck": 64},
+    "vmt-lite": {"bottleneck": 64},
     "adapter": {"hidden": 32},
     "lora": {"rank": 4, "alpha": 4.0},
     "mtlora": {"rank": 32, "task_rank": 2},

@@ -7,11 +7,10 @@ Every key has a typed default here; an unknown key or a value of the wrong type 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
@@ -19,8 +18,9 @@ from ..data.synth import SPLITS
 from ..device import pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from ..models.factory import ModelConfig
+from ..models.factory import ModelConfig, method_config
 from ..tasks import parse_task_names
+from ..typed import build
 
 
 @dataclass
@@ -73,47 +73,6 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _did_you_mean(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    """Check (and gently convert: int -> float, list -> tuple) a value against a field's type."""
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if typ is float and isinstance(value, str):  # YAML 1.1 reads "3e-3" (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if typ is tuple and isinstance(value, list):
-        return tuple(value)
-    if typ is str and value is None:
-        return ""
-    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"config key {key!r} must be {typ.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, values: dict, prefix: str = "") -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"config section {prefix.rstrip('.') or 'top level'} must be a mapping, got {values!r}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            raise ConfigError(f"unknown config key {prefix + key!r}{_did_you_mean(key, names)}")
-        typ = hints[key]
-        if dataclasses.is_dataclass(typ):
-            kwargs[key] = _build(typ, value, prefix + key + ".")
-        else:
-            kwargs[key] = _coerce(value, typ, prefix + key)
-    return cls(**kwargs)
 
 
 def _set(tree: dict, dotted: str, raw: str) -> None:
@@ -200,7 +159,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         _set(tree, key.strip(), raw.strip())
-    cfg = _build(RunConfig, tree)
+    cfg = build(RunConfig, tree)
     return validate(cfg)
 
 
@@ -221,7 +180,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.precision", cfg.train.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
-        ("model.bottleneck", cfg.model.bottleneck >= 1, "at least 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio >= 1, "at least 1"),
         # Swin halves the map three times after its patch-4 embedding: sides must divide by 32.
         ("data.size", cfg.data.size % 32 == 0 and cfg.data.size <= 4096, "a multiple of 32, at most 4096"),
@@ -231,7 +189,6 @@ def validate(cfg: RunConfig) -> RunConfig:
                                                           for b in cfg.train.betas), "two numbers in [0, 1)"),
         ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
-        ("model.bottleneck", cfg.model.bottleneck <= 65536, "at most 65536"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
         ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),
     ]
@@ -241,6 +198,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = set(cfg.train.loss_weights) - set(cfg.tasks)
     if unknown:
         raise ConfigError(f"train.loss_weights names task(s) not in tasks: {', '.join(sorted(unknown))}")
+    method_config(cfg.model)  # an unknown method, field or value is refused before any work
     pick_device(cfg.device)  # an unknown or absent device is refused before any work
     if cfg.data.name == "synth":  # real datasets name their split files; their loaders report a missing one
         for key, split in (("eval.split", cfg.eval.split), ("data.train_split", cfg.data.train_split)):

@@ -5,16 +5,55 @@ A method states its trainable set in one place: ``is_adapter`` (its PEFT paramet
 LayerNorms and the like for MTLoRA) and ``trains_backbone`` (the backbone runs in train mode,
 drop-path included; otherwise it is kept in eval mode). ``one_pass`` says whether one backbone
 pass serves all T tasks or the backbone runs once per task.
+
+A method's hyper-parameters are a ``MethodConfig`` dataclass (``config_class``): its fields, defaults
+and checks (``__post_init__``) are the method's whole contract; ``model.hparams`` is read into it
+with every key and type checked, and ``adapter.json`` stores it verbatim. A method registers
+itself with ``@register`` in its own module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
 
+from ...errors import ConfigError
+from ...typed import build
 from ..backbones import family_of
+
+MAX_SIZE = 65536  # widths, ranks and token counts above this cannot fit any backbone here
+
+
+@dataclass
+class MethodConfig:
+    """A method without hyper-parameters; subclasses add fields and check them in ``__post_init__``."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_config(cls: type[MethodConfig], values: dict, method: str) -> MethodConfig:
+    """``values`` (``model.hparams`` or an adapter file's ``hparams``) as ``cls``: fields left out take their
+    defaults (a field added later does not invalidate older files); an unknown one is an error naming it."""
+    huge = [k for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool) and v > MAX_SIZE]
+    if huge:  # refused before anything is allocated (a crafted adapter.json could ask for terabytes)
+        raise ConfigError(f"method {method!r}: {huge[0]}={values[huge[0]]} is above {MAX_SIZE}, the largest size "
+                          "a method keyword may take")
+    if not fields(cls) and values:
+        raise ConfigError(f"method {method!r} takes no hyper-parameters (model.hparams has {', '.join(values)})")
+    return build(cls, values, prefix="model.hparams.")
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` available as ``model.method: <cls.name>``."""
+    METHODS[cls.name] = cls
+    return cls
 
 
 def run_stages(backbone: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -34,18 +73,22 @@ def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, attr, new)
 
 
+@register
 class Method:
     """Base: a frozen backbone whose stage outputs serve every task (the decoder-only baseline)."""
 
     name = "decoder-only"
+    config_class: type[MethodConfig] = MethodConfig
     trains_backbone = False  # full fine-tuning: every backbone parameter trains, in train mode
     one_pass = True  # False: the backbone runs once per task (T passes)
 
-    def __init__(self, task_names: list[str]) -> None:
+    def __init__(self, task_names: list[str], cfg: MethodConfig | None = None) -> None:
         self.task_names = list(task_names)
+        self.cfg = self.config_class() if cfg is None else cfg
 
     def hparams(self) -> dict:
-        return {}
+        """The method's config as ``adapter.json`` records it."""
+        return self.cfg.to_dict()
 
     def inject(self, backbone: nn.Module) -> None:
         """Swap adapter modules into ``backbone``; the base method adds nothing."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import PerTaskMethod, TaskRouted, replace_module
+from .base import PerTaskMethod, TaskRouted, register, replace_module
 
 BIASED = (nn.Linear, nn.LayerNorm, nn.Conv2d)
 
@@ -32,6 +32,7 @@ class TaskBias(TaskRouted):
         return self.base_layer(x) + (delta[:, None, None] if self.conv else delta)
 
 
+@register
 class BitFitMethod(PerTaskMethod):
     name = "bitfit"
 

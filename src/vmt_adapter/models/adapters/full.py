@@ -12,14 +12,16 @@ import copy
 
 from torch import nn
 
-from .base import Method, PerTaskMethod
+from .base import Method, PerTaskMethod, register
 
 
+@register
 class MTFullMethod(Method):
     name = "mt-full"
     trains_backbone = True
 
 
+@register
 class STFullMethod(PerTaskMethod):
     name = "st-full"
     trains_backbone = True

@@ -9,12 +9,14 @@ backbone pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
-from .base import PerTaskMethod, TaskRouted
+from .base import MethodConfig, PerTaskMethod, TaskRouted, register
 from .vmt import ACTIVATIONS
 
 
@@ -47,24 +49,27 @@ class SerialAdapterMLP(TaskRouted):
         return h + self.bottlenecks[self.task](h)
 
 
+@dataclass
+class AdapterConfig(MethodConfig):
+    hidden: int = 64  # bottleneck width k of every adapter
+    act: str = "gelu"
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1:
+            raise ConfigError(f"model.hparams.hidden (adapter) must be a positive integer, got {self.hidden}")
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"model.hparams.act (adapter) {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
+
+
+@register
 class AdapterMethod(PerTaskMethod):
     name = "adapter"
-
-    def __init__(self, task_names: list[str], hidden: int = 64, act: str = "gelu") -> None:
-        super().__init__(task_names)
-        if hidden < 1:
-            raise ConfigError(f"adapter hidden width must be a positive integer, got {hidden}")
-        if act not in ACTIVATIONS:
-            raise ConfigError(f"adapter activation {act!r}: choose from {', '.join(ACTIVATIONS)}")
-        self.hidden, self.act = hidden, act
-
-    def hparams(self) -> dict:
-        return {"hidden": self.hidden, "act": self.act}
+    config_class = AdapterConfig
 
     def inject(self, backbone: nn.Module) -> None:
         for stage in family_of(backbone).stages(backbone):
             for block in stage:
-                block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.hidden, self.act)
+                block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.cfg.hidden, self.cfg.act)
 
     def is_adapter(self, name: str) -> bool:
         return ".mlp.bottlenecks." in name

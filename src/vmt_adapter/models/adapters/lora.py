@@ -13,6 +13,7 @@ alpha = rank (scale 1) by default.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
-from .base import PerTaskMethod, TaskRouted
+from .base import MethodConfig, PerTaskMethod, TaskRouted, register
 
 
 class LowRank(nn.Module):
@@ -62,21 +63,26 @@ def check_rank(what: str, rank: int) -> None:
         raise ConfigError(f"{what} must be a positive integer, got {rank}")
 
 
+@dataclass
+class LoRAConfig(MethodConfig):
+    rank: int = 8
+    alpha: float | None = None  # the update is scaled by alpha / rank; None: alpha = rank (scale 1)
+
+    def __post_init__(self) -> None:
+        check_rank("model.hparams.rank (lora)", self.rank)
+        self.alpha = float(self.rank if self.alpha is None else self.alpha)
+
+
+@register
 class LoRAMethod(PerTaskMethod):
     name = "lora"
-
-    def __init__(self, task_names: list[str], rank: int = 8, alpha: float | None = None) -> None:
-        super().__init__(task_names)
-        check_rank("lora rank", rank)
-        self.rank, self.alpha = rank, float(rank if alpha is None else alpha)
-
-    def hparams(self) -> dict:
-        return {"rank": self.rank, "alpha": self.alpha}
+    config_class = LoRAConfig
 
     def inject(self, backbone: nn.Module) -> None:
         for stage in family_of(backbone).stages(backbone):
             for block in stage:
-                block.attn.qkv = LoRALinear(block.attn.qkv, len(self.task_names), self.rank, self.alpha / self.rank)
+                block.attn.qkv = LoRALinear(block.attn.qkv, len(self.task_names), self.cfg.rank,
+                                            self.cfg.alpha / self.cfg.rank)
 
     def is_adapter(self, name: str) -> bool:
         return ".attn.qkv.lora." in name

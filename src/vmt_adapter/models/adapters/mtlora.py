@@ -37,6 +37,7 @@ trainable 8,098,874, and with the 245,760 unused parameters added back 8,344,634
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
@@ -44,7 +45,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import Method, run_stages
+from .base import Method, MethodConfig, register, run_stages
 from .lora import LoRALinear, LowRank, check_rank
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
@@ -102,25 +103,33 @@ class MTLoRATapBlock(nn.Module):
         return out[0]
 
 
-class MTLoRAMethod(Method):
-    name = "mtlora"
+@dataclass
+class MTLoRAConfig(MethodConfig):
+    rank: int = 64  # TA-LoRA (shared) rank
+    shared_scale: float = 4.0
+    task_rank: int = 4  # TS-LoRA (per task) rank
+    task_scale: float = 4.0
+    also_train: str = ",".join(EXTRAS)  # comma-separated EXTRAS groups; "" trains the low-rank updates only
+    merged_taps: bool = False  # task streams through the next stage's patch merging, as the public code
 
-    def __init__(self, task_names: list[str], rank: int = 64, shared_scale: float = 4.0, task_rank: int = 4,
-                 task_scale: float = 4.0, also_train: str = ",".join(EXTRAS), merged_taps: bool = False) -> None:
-        super().__init__(task_names)
-        check_rank("mtlora rank", rank)
-        check_rank("mtlora task_rank", task_rank)
-        groups = [g.strip() for g in also_train.split(",") if g.strip()]
+    def __post_init__(self) -> None:
+        check_rank("model.hparams.rank (mtlora)", self.rank)
+        check_rank("model.hparams.task_rank (mtlora)", self.task_rank)
+        groups = [g.strip() for g in self.also_train.split(",") if g.strip()]
         unknown = [g for g in groups if g not in EXTRAS]
         if unknown:
-            raise ConfigError(f"mtlora also_train {', '.join(unknown)}: choose from {', '.join(EXTRAS)}")
-        self.rank, self.shared_scale, self.task_rank, self.task_scale = rank, shared_scale, task_rank, task_scale
-        self.also_train, self.merged_taps = ",".join(groups), merged_taps
-        self.extras = [EXTRAS[g] for g in groups]
+            raise ConfigError(f"model.hparams.also_train (mtlora) {', '.join(unknown)}: choose from {', '.join(EXTRAS)}")
+        self.also_train = ",".join(groups)
 
-    def hparams(self) -> dict:
-        return {"rank": self.rank, "shared_scale": self.shared_scale, "task_rank": self.task_rank,
-                "task_scale": self.task_scale, "also_train": self.also_train, "merged_taps": self.merged_taps}
+
+@register
+class MTLoRAMethod(Method):
+    name = "mtlora"
+    config_class = MTLoRAConfig
+
+    @property
+    def extras(self) -> list[re.Pattern]:
+        return [EXTRAS[g] for g in self.cfg.also_train.split(",") if g]
 
     def inject(self, backbone: SwinTransformer) -> None:
         require_family(self.name, family_of(backbone), ("swin",),
@@ -129,17 +138,18 @@ class MTLoRAMethod(Method):
         for s, stage in enumerate(backbone.layers):
             for i, block in enumerate(stage.blocks):
                 is_tap = i == len(stage.blocks) - 1
-                block.attn.qkv = LoRALinear(block.attn.qkv, 1, self.rank, self.shared_scale)
+                cfg = self.cfg
+                block.attn.qkv = LoRALinear(block.attn.qkv, 1, cfg.rank, cfg.shared_scale)
                 for parent, attr, stacked in ((block.attn, "proj", False), (block.mlp, "fc1", True),
                                               (block.mlp, "fc2", True)):
                     base = getattr(parent, attr)
                     if not is_tap:
-                        setattr(parent, attr, LoRALinear(base, 1, self.rank, self.shared_scale))
+                        setattr(parent, attr, LoRALinear(base, 1, cfg.rank, cfg.shared_scale))
                         continue
                     # Nothing reads the very last shared stream, so the last fc2 gets no shared update.
-                    rank = 0 if (s, attr) == (len(backbone.layers) - 1, "fc2") else self.rank
+                    rank = 0 if (s, attr) == (len(backbone.layers) - 1, "fc2") else cfg.rank
                     setattr(parent, attr, TaskSpecificLoRALinear(
-                        base, rank, self.shared_scale, num_tasks, self.task_rank, self.task_scale, stacked))
+                        base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked))
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
 
     def is_adapter(self, name: str) -> bool:
@@ -153,7 +163,7 @@ class MTLoRAMethod(Method):
 
     def tap_channels(self, backbone: SwinTransformer) -> list[int]:
         chans = super().tap_channels(backbone)
-        return chans[1:] + chans[-1:] if self.merged_taps else chans
+        return chans[1:] + chans[-1:] if self.cfg.merged_taps else chans
 
     def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
         out = []
@@ -161,7 +171,7 @@ class MTLoRAMethod(Method):
         for i, _ in enumerate(run_stages(backbone, x)):
             tap = stages[i].blocks[-1]
             streams, tap.task_streams = tap.task_streams, None  # T, B, H, W, C; don't keep the graph alive
-            if self.merged_taps and i + 1 < len(stages):
+            if self.cfg.merged_taps and i + 1 < len(stages):
                 streams = stages[i + 1].downsample(streams.flatten(0, 1)).unflatten(0, streams.shape[:2])
             out.append(streams.permute(0, 1, 4, 2, 3))
         return out

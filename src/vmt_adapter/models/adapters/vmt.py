@@ -22,7 +22,7 @@ parameter, the same storage); its biases stay separate. See DESIGN.md section 1.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,44 +30,47 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
-from .base import Method
+from .base import Method, MethodConfig, register
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
 
 
 @dataclass
-class VMTAdapterConfig:
-    """Hyper-parameters of VMT-Adapter; ``lite=True`` ties the up-projection to the down-projection."""
+class VMTLiteConfig(MethodConfig):
+    """Hyper-parameters of VMT-Adapter-Lite (the up-projection is the transposed down-projection)."""
 
     bottleneck: int = 128  # k, the shared bottleneck width in every block
     scale: float = 1.0  # s, fixed scale of the adapter branch
     act: str = "relu"  # non-linearity between the projections
-    lite: bool = False
 
     def __post_init__(self) -> None:
         if self.bottleneck < 1:
-            raise ConfigError(f"model.bottleneck must be a positive integer, got {self.bottleneck}")
+            raise ConfigError(f"model.hparams.bottleneck must be a positive integer, got {self.bottleneck}")
         if self.act not in ACTIVATIONS:
-            raise ConfigError(f"adapter activation {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
+            raise ConfigError(f"model.hparams.act {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass
+class VMTAdapterConfig(VMTLiteConfig):
+    """Hyper-parameters of VMT-Adapter; ``lite=True`` ties the up-projection to the down-projection."""
+
+    lite: bool = False
 
 
 class VMTAdapter(nn.Module):
     """The adapter branch of one block: shared projections plus per-task scale and shift vectors."""
 
-    def __init__(self, dim: int, num_tasks: int, cfg: VMTAdapterConfig) -> None:
+    def __init__(self, dim: int, num_tasks: int, cfg: VMTLiteConfig, lite: bool) -> None:
         super().__init__()
         self.scale = cfg.scale
         self.down = nn.Linear(dim, cfg.bottleneck)
         self.act = ACTIVATIONS[cfg.act]()
         # Lite: W_up is W_down^T (the same Parameter); otherwise a separate zero-initialised matrix.
-        self.up_weight_own = None if cfg.lite else nn.Parameter(torch.zeros(dim, cfg.bottleneck))
+        self.up_weight_own = None if lite else nn.Parameter(torch.zeros(dim, cfg.bottleneck))
         self.up_bias = nn.Parameter(torch.zeros(dim))
         self.gamma = nn.Parameter(torch.ones(num_tasks, cfg.bottleneck))  # task-specific, T x k
         self.beta = nn.Parameter(torch.zeros(num_tasks, cfg.bottleneck))  # task-specific, T x k
-        if cfg.lite:
+        if lite:
             # A tied matrix cannot start at zero (it would kill the down-projection too): zero-init
             # the task scales instead, so the branch is still exactly zero at step 0.
             nn.init.zeros_(self.gamma)
@@ -115,23 +118,21 @@ class ParallelMLP(nn.Module):
         return self.base_layer(z) + main
 
 
+@register
 class VMTMethod(Method):
     """VMT-Adapter: one backbone pass, task streams only at the last block of each stage."""
 
     name = "vmt"
+    config_class = VMTAdapterConfig
 
-    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu",
-                 lite: bool = False) -> None:
-        super().__init__(task_names)
-        self.cfg = VMTAdapterConfig(bottleneck=bottleneck, scale=scale, act=act, lite=lite)
-
-    def hparams(self) -> dict:
-        return self.cfg.to_dict()
+    @property
+    def lite(self) -> bool:
+        return self.cfg.lite
 
     def inject(self, backbone: nn.Module) -> None:
         for stage in family_of(backbone).stages(backbone):
             for i, block in enumerate(stage):
-                adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg)
+                adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
                 block.mlp = ParallelMLP(block.mlp, adapter, is_tap=i == len(stage) - 1)
 
     def is_adapter(self, name: str) -> bool:
@@ -154,13 +155,10 @@ class VMTMethod(Method):
         return out
 
 
+@register
 class VMTLiteMethod(VMTMethod):
     """VMT-Adapter-Lite: the up-projection is the transposed down-projection (one tied matrix)."""
 
     name = "vmt-lite"
-
-    def __init__(self, task_names: list[str], bottleneck: int = 128, scale: float = 1.0, act: str = "relu") -> None:
-        super().__init__(task_names, bottleneck=bottleneck, scale=scale, act=act, lite=True)
-
-    def hparams(self) -> dict:
-        return {k: v for k, v in self.cfg.to_dict().items() if k != "lite"}  # implied by the method, not a keyword
+    config_class = VMTLiteConfig
+    lite = True

@@ -23,13 +23,15 @@ Each task runs its own backbone pass.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from timm.models.swin_transformer import WindowAttention
 from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import PerTaskMethod, TaskRouted
+from .base import MethodConfig, PerTaskMethod, TaskRouted, register
 
 
 class PromptedWindowAttention(TaskRouted):
@@ -62,23 +64,25 @@ class PromptedWindowAttention(TaskRouted):
         return attn.proj_drop(attn.proj(o.transpose(1, 2).reshape(B_, N, -1)))
 
 
+@dataclass
+class VPTConfig(MethodConfig):
+    tokens: int = 10  # prompt tokens per block and task
+
+    def __post_init__(self) -> None:
+        if self.tokens < 1:
+            raise ConfigError(f"model.hparams.tokens (vpt-deep) must be a positive integer, got {self.tokens}")
+
+
+@register
 class VPTDeepMethod(PerTaskMethod):
     name = "vpt-deep"
-
-    def __init__(self, task_names: list[str], tokens: int = 10) -> None:
-        super().__init__(task_names)
-        if tokens < 1:
-            raise ConfigError(f"vpt-deep tokens must be a positive integer, got {tokens}")
-        self.tokens = tokens
-
-    def hparams(self) -> dict:
-        return {"tokens": self.tokens}
+    config_class = VPTConfig
 
     def inject(self, backbone: nn.Module) -> None:
         require_family(self.name, family_of(backbone), ("swin",), "its prompts enter Swin's window attention")
         for stage in family_of(backbone).stages(backbone):
             for block in stage:
-                block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.tokens)
+                block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.cfg.tokens)
 
     def is_adapter(self, name: str) -> bool:
         return name.endswith((".attn.prompts", ".attn.gate"))
