@@ -340,3 +340,20 @@ def test_vit_weight_decay_exempts_position_embedding_and_class_token() -> None:
     vmt = nano("vmt", backbone="vit_nano")
     assert vmt.no_weight_decay() - {"backbone.pos_embed", "backbone.cls_token"} == {
         f"backbone.blocks.{i}.mlp.adapter.{v}" for i in range(4) for v in ("gamma", "beta")}
+
+
+def test_adapter_files_are_read_tolerantly_but_refuse_unknown_fields(tmp_path) -> None:
+    """A field added after a file was written takes its default; a field the method does not know is named."""
+    import vmt_adapter
+    from vmt_adapter.errors import WeightsError
+
+    model = nano("lora", tasks="sal")
+    save_adapter(model, tmp_path)
+    cfg = json.loads((tmp_path / "adapter.json").read_text())
+    assert cfg["hparams"] == {"rank": 8, "alpha": 8.0}
+    older = cfg | {"hparams": {"rank": 8}}  # as if alpha had been added later: its default is rank
+    (tmp_path / "adapter.json").write_text(json.dumps(older))
+    vmt_adapter.from_pretrained(tmp_path)
+    (tmp_path / "adapter.json").write_text(json.dumps(cfg | {"hparams": {"rank": 8, "dropout": 0.1}}))
+    with pytest.raises(WeightsError, match=r"'model\.hparams\.dropout'"):
+        vmt_adapter.from_pretrained(tmp_path)

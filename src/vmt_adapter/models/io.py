@@ -14,6 +14,7 @@ from .. import __version__
 from ..errors import ConfigError, WeightsError
 from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
+from .adapters import read_config
 from .backbones import BACKBONES
 from .factory import ModelConfig, build_model
 from .multitask import MultiTaskModel
@@ -116,6 +117,11 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
     cfg = read_adapter_config(path)
     own = adapter_config(model)
     file_has = cfg | {"decoder": cfg.get("decoder", "hrnet")}  # files before the decoder registry: hrnet
+    if cfg.get("method") == model.method.name and isinstance(cfg.get("hparams"), dict):
+        try:  # a field the file predates takes its default; an unknown one is refused by name
+            file_has["hparams"] = read_config(type(model.method.cfg), cfg["hparams"], model.method.name).to_dict()
+        except ConfigError as exc:
+            raise WeightsError(f"adapter {path}: {exc}") from None
     diffs = [f"{k}: file has {file_has.get(k)!r}, model has {own[k]!r}"
              for k in ("backbone", "method", "decoder", "tasks", "hparams") if file_has.get(k) != own[k]]
     if diffs:
