@@ -33,6 +33,7 @@ from ..device import peak_memory_mb, pick_device, reset_peak_memory
 from ..errors import ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.adapters import METHODS
+from ..models.adapters.vmt import VMTMethod
 from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
 from .config import CONFIG_DIR, RunConfig, flatten_config, load_config, save_config
@@ -317,7 +318,7 @@ def plot_dm_params(rows: Sequence[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in shown:
         ax.errorbar(r["trainable_params"], r["dm"], yerr=r["dm_std"] or 0, fmt="o", capsize=3,
-                    color="C3" if r["method"].startswith("vmt") else "C0")
+                    color="C3" if issubclass(METHODS[r["method"]], VMTMethod) else "C0")
         ax.annotate(r["method"], (r["trainable_params"], r["dm"]), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
     ax.set_xscale("log")
