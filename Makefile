@@ -11,7 +11,7 @@ install: $(STAMP)
 # Re-installs only when the project's metadata changes; the package itself is editable.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,onnx]"
 	touch $(STAMP)
 
 test: install

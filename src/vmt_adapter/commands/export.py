@@ -1,0 +1,42 @@
+"""``vmt export``: a trained run as one ONNX graph (input ``image``, one output per task), checked with onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from ..data import build_dataset
+from ..engine.export import OPSET, TOLERANCE, check_onnx, export_onnx
+from ..engine.runs import load_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a trained run to ONNX and check it against PyTorch (needs [onnx])")
+    p.add_argument("--run", required=True, help="run directory (holds config.yaml and adapter.*)")
+    p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
+    p.add_argument("--fixed-size", action="store_true",
+                   help="fix the input size to the run's data.size (default: any size; exports faster)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime check on 3 validation images")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, model = load_run(Path(args.run), [])
+    info = export_onnx(model, args.out, cfg.data.size, dynamic_size=not args.fixed_size, opset=args.opset)
+    shape = "any size" if info["dynamic_size"] else f"{cfg.data.size} x {cfg.data.size} only"
+    print(f"wrote {info['path']}: opset {info['opset']}, {info['bytes'] / 2**20:.1f} MiB, input image (N, 3, H, W) "
+          f"with dynamic N, {shape}; outputs {', '.join(info['tasks'])} ({info['export_s']:.0f} s)")
+    if args.no_check:
+        return 0
+    data = build_dataset(cfg.data.name, cfg.data.root, cfg.eval.split, cfg.tasks, cfg.data.size, train=False,
+                         num=3, cache_dir=cfg.data.cache_dir)
+    images = torch.stack([data[i]["image"] for i in range(min(3, len(data)))])
+    diffs = check_onnx(args.out, model, images)
+    worst = max(diffs.values())
+    print("onnxruntime vs PyTorch on 3 images, largest |difference|: "
+          + ", ".join(f"{t} {d:.2e}" for t, d in diffs.items())
+          + f" ({'within' if worst <= TOLERANCE else 'ABOVE'} {TOLERANCE:g})")
+    return 0 if worst <= TOLERANCE else 1

@@ -1,0 +1,80 @@
+"""ONNX export of a trained multi-task model: one graph, one backbone pass, one output per task.
+
+Why the dynamo exporter (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``): the
+TorchScript exporter cannot export the decoders' shape-dependent channel norm. Swin pads its windows
+and the ViT resamples its position embedding, so both graphs take any image size by default; the
+batch is always dynamic. onnx, onnxruntime and onnxscript come from the optional extra
+``vmt-adapter[onnx]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import VMTError
+from ..fileio import atomic_write
+from ..models.multitask import MultiTaskModel
+
+EXTRA = ("onnx", "onnxruntime", "onnxscript")
+OPSET = 18
+TOLERANCE = 1e-4  # largest absolute difference per task accepted against PyTorch in fp32
+
+
+class MissingExtraError(VMTError):
+    """An optional dependency is not installed; the message says which extra to install."""
+
+
+def require_extra() -> None:
+    missing = [m for m in EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"ONNX export needs {', '.join(missing)}: pip install 'vmt-adapter[onnx]'")
+
+
+class TaskOutputs(nn.Module):
+    """The model with a tuple of outputs in task order, which ONNX names after the tasks."""
+
+    def __init__(self, model: MultiTaskModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(image)
+        return tuple(out[name] for name in self.model.task_names)
+
+
+def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size: bool = True,
+                opset: int = OPSET) -> dict:
+    """Write ``model`` (fp32, CPU, eval mode) to ``out``; returns what was written."""
+    require_extra()
+    wrapped = TaskOutputs(model.float().cpu().eval()).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    dims = {0: batch} | ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO} if dynamic_size else {})
+    example = torch.zeros(2, 3, size, size)
+    start = time.perf_counter()
+
+    def write(tmp: str) -> None:
+        program = torch.onnx.export(wrapped, (example,), None, input_names=["image"], output_names=model.task_names,
+                                    dynamic_shapes=(dims,), opset_version=opset, dynamo=True, verbose=False)
+        program.save(tmp)
+
+    atomic_write(Path(out), write)
+    return {"path": str(out), "opset": opset, "bytes": Path(out).stat().st_size, "dynamic_size": dynamic_size,
+            "size": size, "tasks": list(model.task_names), "export_s": time.perf_counter() - start}
+
+
+def check_onnx(path: str | Path, model: MultiTaskModel, images: torch.Tensor) -> dict[str, float]:
+    """Largest absolute difference per task between onnxruntime (CPU) and PyTorch on ``images``."""
+    require_extra()
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": images.numpy()})
+    with torch.no_grad():
+        ref = TaskOutputs(model.float().cpu().eval())(images)
+    return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(model.task_names, got, ref)}
