@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from vmt_adapter.cli import main
 from vmt_adapter.engine.bench import FROZEN, bench_tasks, benchmark_names
@@ -47,3 +48,35 @@ def test_task_sets_beyond_six_are_unique() -> None:
 def test_bad_arguments_are_refused(bad: list[str], capsys) -> None:
     assert main(["bench", *bad]) == 2
     assert "vmt bench: error:" in capsys.readouterr().err
+
+
+def test_grad_checkpointing_rows_and_identical_gradients(tmp_path: Path) -> None:
+    """``--grad-checkpointing`` adds one-pass rows marked as such; recomputing changes no gradient."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--backbone", "swin_nano", "--size", "32", "--batch", "1", "--tasks", "2", "--methods",
+            "vmt,lora", "--repeats", "1", "--warmup", "0", "--grad-checkpointing", "--json", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["grad_checkpointing"]) for r in rows] == [("vmt", False), ("lora", False), ("vmt", True)]
+    from vmt_adapter.errors import ConfigError
+    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.tasks import resolve_tasks
+
+    with pytest.raises(ConfigError, match="one-pass methods only; 'lora'"):
+        MultiTaskModel("swin_nano", "lora", resolve_tasks("sal"), img_size=32).set_grad_checkpointing(True)
+    for backbone in ("swin_nano", "vit_nano"):
+        torch.manual_seed(0)
+        model = MultiTaskModel(backbone, "vmt", resolve_tasks("semseg,sal"), img_size=64).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.01 * torch.randn_like(p))
+        x = torch.randn(2, 3, 64, 64)
+        grads = []
+        for enable in (False, True):
+            model.zero_grad()
+            model.set_grad_checkpointing(enable)
+            sum(o.pow(2).mean() for o in model(x).values()).backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        assert grads[0].keys() == grads[1].keys()
+        assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0]), backbone

@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); 1 is steadier on a busy machine")
     p.add_argument("--channels-last", action="store_true", help="channels-last input and conv weights")
+    p.add_argument("--grad-checkpointing", action="store_true",
+                   help="add rows for every one-pass method with gradient checkpointing (train.grad_checkpointing)")
     p.add_argument("--json", type=Path, default=None, help="write the rows as a JSON list")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG of time against T")
     p.set_defaults(func=run)
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone, size=args.size, batch=args.batch, task_counts=parse_counts(args.tasks),
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
         device=args.device, precision=args.precision, repeats=args.repeats, warmup=args.warmup,
-        compile=args.compile, channels_last=args.channels_last,
+        compile=args.compile, channels_last=args.channels_last, grad_checkpointing=args.grad_checkpointing,
     )
     if args.threads is not None:
         if args.threads < 1:

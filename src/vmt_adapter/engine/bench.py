@@ -62,6 +62,7 @@ class BenchConfig:
     warmup: int = 2
     compile: bool = False
     channels_last: bool = False
+    grad_checkpointing: bool = False  # also measure every one-pass case with gradient checkpointing
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
@@ -101,12 +102,15 @@ def load_1min() -> float | None:
 class Case:
     """One (method, T) model and input, with the passes that are timed (see the module doc)."""
 
-    def __init__(self, cfg: BenchConfig, method: str, count: int, device: torch.device) -> None:
+    def __init__(self, cfg: BenchConfig, method: str, count: int, device: torch.device,
+                 grad_checkpointing: bool = False) -> None:
         self.method, self.count, self.device, self.precision = method, count, device, cfg.precision
+        self.grad_checkpointing = grad_checkpointing
         self.size = cfg.size or default_size(cfg.backbone)
         torch.manual_seed(0)
         self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method)), bench_tasks(count),
                                  img_size=self.size)
+        self.model.set_grad_checkpointing(grad_checkpointing)
         self.model.to(device)
         self.x = torch.randn(cfg.batch, 3, self.size, self.size, device=device)
         if cfg.channels_last:
@@ -183,7 +187,11 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
     timed over all cases together (``interleaved_medians``), so ratios between cases are fair."""
     device = pick_device(cfg.device)
     load_start = load_1min()
-    cases = [Case(cfg, m, t, device) for m in cfg.methods or benchmark_names() for t in cfg.task_counts]
+    names = cfg.methods or benchmark_names()
+    cases = [Case(cfg, m, t, device) for m in names for t in cfg.task_counts]
+    if cfg.grad_checkpointing:  # the same cases again, recomputing in backward (one-pass methods only)
+        cases += [Case(cfg, m, t, device, grad_checkpointing=True) for m in names for t in cfg.task_counts
+                  if METHODS[registry_name(m)].one_pass]
     nothing = [lambda: None] * len(cases)
     clear = [c.clear_grads for c in cases]
     trained = [c for c in cases if c.has_backbone_grads]
@@ -219,7 +227,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
         weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
         rows.append({
-            "method": c.method, "tasks": c.count, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
+            "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
             "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
             "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
             "trainable_backbone_params": sum(q.numel() for q in model.backbone.parameters() if q.requires_grad),
@@ -234,20 +242,21 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
 
 def add_ratios(rows: list[dict]) -> list[dict]:
     """The targets' ratios: ``fwd_bwd_vs_min_t`` (same method, its smallest T) and ``fwd_vs_frozen`` (same T)."""
-    first: dict[str, dict] = {}
+    first: dict[tuple[str, bool], dict] = {}
     for r in rows:
-        if r["method"] not in first or r["tasks"] < first[r["method"]]["tasks"]:
-            first[r["method"]] = r
-    frozen = {r["tasks"]: r["fwd_ms"] for r in rows if r["method"] == FROZEN}
+        key = (r["method"], r.get("grad_checkpointing", False))
+        if key not in first or r["tasks"] < first[key]["tasks"]:
+            first[key] = r
+    frozen = {r["tasks"]: r["fwd_ms"] for r in rows if r["method"] == FROZEN and not r.get("grad_checkpointing")}
     for r in rows:
-        base = first[r["method"]]["fwd_bwd_ms"]
+        base = first[(r["method"], r.get("grad_checkpointing", False))]["fwd_bwd_ms"]
         r["fwd_bwd_vs_min_t"] = r["fwd_bwd_ms"] / base if r["fwd_bwd_ms"] is not None and base else None
         r["fwd_vs_frozen"] = r["fwd_ms"] / frozen[r["tasks"]] if r["tasks"] in frozen else None
     return rows
 
 
 COLUMNS = (  # field, header, number format
-    ("method", "method", ""), ("tasks", "T", "d"), ("fwd_ms", "fwd ms", ".1f"),
+    ("method", "method", ""), ("tasks", "T", "d"), ("grad_checkpointing", "ckpt", ""), ("fwd_ms", "fwd ms", ".1f"),
     ("fwd_bwd_ms", "fwd+bwd ms", ".1f"), ("peak_mem_mb", "peak MB", ".1f"),
     ("decoders_fwd_ms", "dec fwd ms", ".1f"), ("train_step_ms", "step ms", ".1f"),
     ("train_peak_mem_mb", "step MB", ".1f"),
@@ -262,6 +271,11 @@ def format_table(rows: list[dict]) -> str:
     return render_table([h for _, h, _ in COLUMNS], cells)
 
 
+def series(row: dict) -> str:
+    """A row's line in the plot: the method, marked when it ran with gradient checkpointing."""
+    return row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "")
+
+
 def plot(rows: list[dict], path: str | Path) -> None:
     """Time against T per method, forward and forward+backward side by side (PNG, Agg backend)."""
     import matplotlib
@@ -272,10 +286,10 @@ def plot(rows: list[dict], path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     counts = sorted({r["tasks"] for r in rows})
     for ax, field, title in zip(axes, ("fwd_ms", "fwd_bwd_ms"), ("forward (no_grad)", "forward + backward")):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [(r["tasks"], r[field]) for r in rows if r["method"] == method and r[field] is not None]
+        for label in dict.fromkeys(map(series, rows)):
+            pts = [(r["tasks"], r[field]) for r in rows if series(r) == label and r[field] is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=method)
+                ax.plot(*zip(*pts), marker="o", label=label)
         ax.set_xticks(counts, [str(c) for c in counts])  # linear T axis: O(T) cost shows as a straight line
         ax.set_xlabel("tasks T")
         ax.set_ylabel("ms per batch (backbone + adapters)")

@@ -50,6 +50,7 @@ class TrainConfig:
     ckpt_every: int = 100
     loss_weights: dict = field(default_factory=dict)  # task -> weight, overrides the task table
     on_nonfinite: str = "stop"  # stop | skip
+    grad_checkpointing: bool = False  # recompute the frozen blocks in backward: less memory, more time
 
 
 @dataclass

@@ -102,6 +102,7 @@ class Trainer:
         self.progress = progress and self.info.is_main
         seed_everything(cfg.seed, cfg.deterministic)
         self.model = run_model(cfg).to(self.info.device)
+        self.model.set_grad_checkpointing(cfg.train.grad_checkpointing)
         self.tasks = self.model.tasks
         if self.info.enabled:  # decoders' BatchNorm must see the global batch, as in one process
             ddp.globalise_batchnorm(self.model)

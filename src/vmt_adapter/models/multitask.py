@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..tasks import TaskSpec
 from .adapters import Method, build_method
 from .backbones import build_backbone, family_of, weights_identity
@@ -53,6 +54,17 @@ class MultiTaskModel(nn.Module):
     @property
     def img_size(self) -> int:
         return self.backbone.patch_embed.img_size[0]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the backbone's non-tap blocks in backward instead of keeping their activations.
+
+        One-pass methods only: a per-task method switches its parameters between the T passes, so a
+        recompute during backward would run with the last task's.
+        """
+        if enable and not self.method.one_pass:
+            raise ConfigError(f"train.grad_checkpointing works with one-pass methods only; {self.method.name!r} "
+                              "runs the backbone once per task with that task's parameters")
+        self.backbone.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's

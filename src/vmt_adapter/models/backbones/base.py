@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
 
@@ -53,6 +54,17 @@ class BackboneFamily:
     def no_weight_decay(self, model: nn.Module) -> set[str]:
         """Parameter names (in ``model``, copies of it included) that the family's recipe does not decay."""
         raise NotImplementedError
+
+
+def run_blocks(model: nn.Module, blocks: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Run ``blocks`` in turn. With ``model.grad_checkpointing`` (set by
+    ``MultiTaskModel.set_grad_checkpointing``) every block but the last, the tap, keeps no activations
+    and is recomputed in backward: taps keep their task streams as a side effect, which a recompute
+    would repeat."""
+    saving = getattr(model, "grad_checkpointing", False) and torch.is_grad_enabled()
+    for i, block in enumerate(blocks):
+        x = checkpoint(block, x, use_reentrant=False) if saving and i < len(blocks) - 1 else block(x)
+    return x
 
 
 def require_family(method: str, family: BackboneFamily, allowed: tuple[str, ...], why: str) -> None:

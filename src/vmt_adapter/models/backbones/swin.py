@@ -13,7 +13,7 @@ from timm.layers import resize_rel_pos_bias_table
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
-from .base import BackboneFamily
+from .base import BackboneFamily, run_blocks
 
 _BUFFERS = ("relative_position_index", "attn_mask")  # rebuilt by the model itself, never loaded
 
@@ -56,8 +56,8 @@ class SwinFamily(BackboneFamily):
 
     def run(self, model: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
         x = model.patch_embed(x)
-        for stage in model.layers:
-            x = stage(x)
+        for stage in model.layers:  # a timm stage: patch merging, then its blocks
+            x = run_blocks(model, list(stage.blocks), stage.downsample(x))
             yield x
 
     def maps(self, model: SwinTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from .base import BackboneFamily
+from .base import BackboneFamily, run_blocks
 
 _SCALES = (4.0, 2.0, 1.0, 0.5)  # stride 16 -> 4, 8, 16, 32
 
@@ -55,12 +55,10 @@ class ViTFamily(BackboneFamily):
         return [list(model.blocks[a + 1: b + 1]) for a, b in zip(bounds, bounds[1:])]
 
     def run(self, model: VisionTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
-        taps = set(self.tap_indices(model))
         x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
-        for i, block in enumerate(model.blocks):
-            x = block(x)
-            if i in taps:
-                yield x
+        for stage in self.stages(model):
+            x = run_blocks(model, stage, x)
+            yield x
 
     def maps(self, model: VisionTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
              level: int) -> torch.Tensor:
