@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..engine.config import load_config
-from ..engine.train import train
+from ..engine.train import add_task_overrides, train
+from ..errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--from", dest="from_run", metavar="RUN",
+                   help="start from RUN's trained adapter and train only the tasks of --add-tasks")
+    p.add_argument("--add-tasks", metavar="TASKS", help="comma-separated tasks to add to --from RUN (e.g. depth,edge)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -25,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     config = args.config
     if config is None and args.resume:
         config = Path(args.out) / "config.yaml"
-    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    if bool(args.from_run) != bool(args.add_tasks):
+        raise ConfigError("--from RUN and --add-tasks TASKS go together")
+    grow = add_task_overrides(args.from_run, args.add_tasks.split(",")) if args.from_run else []
+    overrides = grow + list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     cfg = load_config(config, overrides)
     trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if trainer.interrupted:

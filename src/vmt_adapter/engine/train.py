@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+from dataclasses import replace
 import json
 import signal
 import time
@@ -19,12 +21,12 @@ from ..device import autocast, seed_everything
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.factory import build_model
-from ..models.io import save_adapter
+from ..models.io import load_adapter, save_adapter
 from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .config import RunConfig, flatten_config, save_config
+from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
@@ -95,13 +97,39 @@ def run_model(cfg: RunConfig) -> MultiTaskModel:
     return build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)), cfg.data.size)
 
 
+def initial_model(cfg: RunConfig) -> MultiTaskModel:
+    """The model a training run starts from; with ``model.from_run``, that run's trained adapter
+    grown by the last of ``model.task_groups`` (only the new tasks' parameters train)."""
+    if not cfg.model.from_run:
+        return run_model(cfg)
+    groups = cfg.model.task_groups
+    if len(groups) < 2:
+        raise ConfigError("model.from_run needs model.task_groups: the run's task groups, then the tasks to add")
+    tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
+    added = set(groups[-1])
+    model = build_model(replace(cfg.model, task_groups=groups[:-1]), [t for t in tasks if t.name not in added],
+                        cfg.data.size)
+    load_adapter(model, Path(cfg.model.from_run))
+    model.add_tasks([t for t in tasks if t.name in added])
+    return model
+
+
+def add_task_overrides(run_dir: str | Path, add: list[str]) -> list[str]:
+    """``--set`` items that continue ``run_dir`` with the tasks ``add``: its tasks, model and task groups."""
+    run = load_config(Path(run_dir) / "config.yaml")
+    groups = run.model.task_groups or [run.tasks]
+    model = replace(run.model, from_run=str(run_dir), task_groups=[*groups, list(add)])
+    return [f"tasks={json.dumps(run.tasks + list(add))}", f"data.size={run.data.size}"] + \
+        [f"model.{k}={json.dumps(v)}" for k, v in dataclasses.asdict(model).items()]
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
         self.info = ddp.setup(cfg.device)
         self.progress = progress and self.info.is_main
         seed_everything(cfg.seed, cfg.deterministic)
-        self.model = run_model(cfg).to(self.info.device)
+        self.model = initial_model(cfg).to(self.info.device)
         self.model.set_grad_checkpointing(cfg.train.grad_checkpointing)
         self.tasks = self.model.tasks
         if self.info.enabled:  # decoders' BatchNorm must see the global batch, as in one process
@@ -113,7 +141,8 @@ class Trainer:
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
-        self.criterion = MultiTaskLoss(self.tasks, t.loss_weights)
+        trained = set(cfg.model.task_groups[-1]) if cfg.model.from_run else set(self.model.task_names)
+        self.criterion = MultiTaskLoss([s for s in self.tasks if s.name in trained], t.loss_weights)
         self.step = 0
         self.skipped = 0
         self.result: dict | None = None

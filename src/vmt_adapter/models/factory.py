@@ -23,6 +23,10 @@ class ModelConfig:
     decoder: str = "hrnet"  # a name of models.decoders.DECODERS
     decoder_ratio: int = 4  # decoder width multiplier (hrnet: fusion width = ratio x 270, 4 = the benchmark's 1080)
     hparams: dict = field(default_factory=dict)  # the method's config: fields of its MethodConfig dataclass
+    # Tasks added to a trained run (``vmt train --from RUN --add-tasks``): the task names in the groups
+    # they were trained in, first the original run's; empty = all tasks trained together.
+    task_groups: list = field(default_factory=list)
+    from_run: str = ""  # the run whose adapter the first groups come from (training only)
 
 
 def method_config(cfg: ModelConfig) -> MethodConfig:
@@ -33,6 +37,16 @@ def method_config(cfg: ModelConfig) -> MethodConfig:
 
 
 def build_model(cfg: ModelConfig, tasks: list[TaskSpec], img_size: int | None = None) -> MultiTaskModel:
-    """The model ``cfg`` describes for ``tasks`` at input size ``img_size`` (None: the variant's default)."""
-    return MultiTaskModel(cfg.backbone, cfg.method, tasks, pretrained=cfg.pretrained or None, img_size=img_size,
-                          decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio, **method_config(cfg).to_dict())
+    """The model ``cfg`` describes for ``tasks`` at input size ``img_size`` (None: the variant's default);
+    with ``task_groups``, built for the first group and grown by ``add_tasks`` for each later one."""
+    names = [t.name for t in tasks]
+    groups = cfg.task_groups or [names]
+    if [n for g in groups for n in g] != names:
+        raise ConfigError(f"model.task_groups {groups} must list the tasks {names} once each, in order")
+    by_name = {t.name: t for t in tasks}
+    model = MultiTaskModel(cfg.backbone, cfg.method, [by_name[n] for n in groups[0]], pretrained=cfg.pretrained or None,
+                           img_size=img_size, decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio,
+                           **method_config(cfg).to_dict())
+    for group in groups[1:]:
+        model.add_tasks([by_name[n] for n in group])
+    return model

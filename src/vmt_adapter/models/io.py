@@ -34,6 +34,7 @@ def adapter_config(model: MultiTaskModel) -> dict:
         "decoder": model.decoder_name,
         "decoder_ratio": model.decoder_ratio,
         "tasks": [t.name for t in model.tasks],
+        "task_groups": model.task_groups,
         "task_channels": {t.name: t.channels for t in model.tasks},
         "hparams": model.method.hparams(),
         "base_weights": model.base_weights,
@@ -89,7 +90,8 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
         spec = ModelConfig(backbone=_typed(cfg, "backbone", str, path), method=_typed(cfg, "method", str, path),
                            pretrained=str(pretrained or ""), decoder=_typed(cfg, "decoder", str, path, "hrnet"),
                            decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
-                           hparams=_typed(cfg, "hparams", dict, path))
+                           hparams=_typed(cfg, "hparams", dict, path),
+                           task_groups=_typed(cfg, "task_groups", list, path, []))
         model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
         raise WeightsError(f"adapter {path} describes a model that cannot be built: "

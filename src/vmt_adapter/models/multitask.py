@@ -31,6 +31,7 @@ class MultiTaskModel(nn.Module):
         self.backbone_name = backbone
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
+        self.task_groups = [list(self.task_names)]  # the tasks trained together; later ones by add_tasks
         self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
         self.pretrained = pretrained
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
@@ -38,10 +39,31 @@ class MultiTaskModel(nn.Module):
         self.backbone.norm = nn.Identity()
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
-        chans = self.method.tap_channels(self.backbone)
-        self.decoders = nn.ModuleDict({t.name: build_decoder(decoder, chans, t.channels, decoder_ratio)
-                                       for t in self.tasks})
+        self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
         self._freeze()
+
+    def _decoder(self, task: TaskSpec) -> nn.Module:
+        return build_decoder(self.decoder_name, self.method.tap_channels(self.backbone), task.channels,
+                             self.decoder_ratio)
+
+    def add_tasks(self, tasks: list[TaskSpec]) -> None:
+        """Add ``tasks`` to a trained model without changing any existing task's outputs: the method
+        gives them their own parameters (or says in one line that it cannot), each gets a decoder,
+        and from then on only those train; everything trained before is frozen."""
+        taken = [t.name for t in tasks if t.name in self.task_names]
+        if taken or not tasks:
+            raise ConfigError(f"add_tasks needs new task names; {', '.join(taken) or 'none given'} "
+                              f"(the model has {', '.join(self.task_names)})")
+        before = {n for n, _ in self.named_parameters()}
+        self.method.add_tasks(self.backbone, len(tasks))
+        self.method.task_names += [t.name for t in tasks]
+        for t in tasks:
+            self.decoders[t.name] = self._decoder(t)
+        self.tasks += list(tasks)
+        self.task_names = [t.name for t in self.tasks]
+        self.task_groups.append([t.name for t in tasks])
+        for name, p in self.named_parameters():
+            p.requires_grad = name not in before
 
     @functools.cached_property
     def base_weights(self) -> dict:
@@ -80,6 +102,9 @@ class MultiTaskModel(nn.Module):
         super().train(mode)
         if not self.method.trains_backbone:
             self.backbone.eval()
+        for decoder in self.decoders.values():  # frozen by add_tasks: no BatchNorm statistics may move
+            if not any(p.requires_grad for p in decoder.parameters()):
+                decoder.eval()
         return self
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,9 +116,12 @@ class MultiTaskModel(nn.Module):
         }
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """What an adapter file holds: trainable parameters plus the decoders' BatchNorm statistics."""
-        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        """What an adapter file holds: the method's parameters (trained now or, before ``add_tasks``, earlier),
+        the decoders, and their buffers (BatchNorm statistics, VMT's frozen main-stream vectors)."""
+        state = {n: p.detach() for n, p in self.named_parameters()
+                 if n.startswith("decoders.") or self.method.is_trainable(n.removeprefix("backbone."))}
         state.update({f"decoders.{n}": b.detach() for n, b in self.decoders.named_buffers()})
+        state.update({f"backbone.{n}": b.detach() for n, b in self.backbone.named_buffers() if self.method.is_adapter(n)})
         return state
 
     def parameter_counts(self) -> dict[str, int]:

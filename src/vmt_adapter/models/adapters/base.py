@@ -101,6 +101,10 @@ class Method:
         """Whether the adapter parameter ``name`` belongs to one task only."""
         return False
 
+    def add_tasks(self, backbone: nn.Module, count: int) -> None:
+        """Give ``count`` more tasks their parameters, leaving every existing task's outputs unchanged;
+        decoder-only has none to give (a frozen backbone and one new decoder per task)."""
+
     def no_weight_decay(self, name: str) -> bool:
         """Whether the trainable parameter ``name`` is exempt from weight decay (beyond 1-D parameters)."""
         return False
@@ -138,6 +142,10 @@ class PerTaskMethod(Method):
     """
 
     one_pass = False
+
+    def add_tasks(self, backbone: nn.Module, count: int) -> None:
+        raise ConfigError(f"method {self.name!r} cannot add a task to a trained run: its tasks share nothing, so "
+                          "train the new task as a run of its own")
 
     def is_task_specific(self, name: str) -> bool:
         return self.is_adapter(name)

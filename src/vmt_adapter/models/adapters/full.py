@@ -12,6 +12,7 @@ import copy
 
 from torch import nn
 
+from ...errors import ConfigError
 from .base import Method, PerTaskMethod, register
 
 
@@ -19,6 +20,10 @@ from .base import Method, PerTaskMethod, register
 class MTFullMethod(Method):
     name = "mt-full"
     trains_backbone = True
+
+    def add_tasks(self, backbone: nn.Module, count: int) -> None:
+        raise ConfigError("method 'mt-full' cannot add a task to a trained run: its tasks share the backbone it "
+                          "trains, so a new task would change what the old ones read (forgetting)")
 
 
 @register

@@ -152,6 +152,10 @@ class MTLoRAMethod(Method):
                         base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked))
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
 
+    def add_tasks(self, backbone: nn.Module, count: int) -> None:
+        raise ConfigError("method 'mtlora' cannot add a task to a trained run: it trains the norms and patch "
+                          "merging that every task reads")
+
     def is_adapter(self, name: str) -> bool:
         return ".lora." in name or ".task_lora." in name
 

@@ -18,10 +18,23 @@ tasks. The k-vectors scale the small (d, k) weight rather than the (B, N, k) act
 ``(u * g + b) @ W^T = u @ (W * g)^T + W @ b``, so the T offsets are one matmul of ``u`` against
 T stacked (d, k) weights and no (T, B, N, k) tensor is ever made. Lite ties ``W_up = W_down^T`` (one
 parameter, the same storage); its biases stay separate. See DESIGN.md section 1.1.
+
+Adding tasks to a trained adapter (``MultiTaskModel.add_tasks``, ``vmt train --from RUN --add-tasks``):
+the mean in the main stream would move with every task added, and with it every old task. So at
+the first addition the main stream's vectors are frozen as buffers at the trained tasks' mean::
+
+    main stream:  x' = a + m + s * ((u * g_bar + b_bar) @ W_up + b_up),  g_bar, b_bar fixed buffers
+    task stream:  x'_t = x' + s * ((u * (gamma_t - g_bar) + (beta_t - b_bar)) @ W_up)
+
+which is the same arithmetic as before for the old tasks (their offsets are still one matmul of the
+same shape), so their outputs stay bit-identical. A new task's vectors start at (g_bar, b_bar),
+i.e. as the main stream, and only they (and the new decoders) train; W_down, W_up and the old
+tasks' vectors stay frozen.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +83,12 @@ class VMTAdapter(nn.Module):
         self.up_bias = nn.Parameter(torch.zeros(dim))
         self.gamma = nn.Parameter(torch.ones(num_tasks, cfg.bottleneck))  # task-specific, T x k
         self.beta = nn.Parameter(torch.zeros(num_tasks, cfg.bottleneck))  # task-specific, T x k
+        # Tasks added after training (see the module doc): the frozen main-stream vectors and one
+        # (count x k) pair of task vectors per addition.
+        self.register_buffer("main_gamma", None)
+        self.register_buffer("main_beta", None)
+        self.added_gamma = nn.ParameterList()
+        self.added_beta = nn.ParameterList()
         if lite:
             # A tied matrix cannot start at zero (it would kill the down-projection too): zero-init
             # the task scales instead, so the branch is still exactly zero at step 0.
@@ -80,6 +99,15 @@ class VMTAdapter(nn.Module):
         """(d, k) up-projection; for Lite a transposed view of the down-projection's storage."""
         return self.down.weight.t() if self.up_weight_own is None else self.up_weight_own
 
+    def add_tasks(self, count: int) -> None:
+        """Freeze the main stream at the trained tasks' mean (first addition) and append ``count``
+        pairs of task vectors that start there."""
+        with torch.no_grad():
+            if self.main_gamma is None:
+                self.main_gamma, self.main_beta = self.gamma.mean(0).clone(), self.beta.mean(0).clone()
+            self.added_gamma.append(nn.Parameter(self.main_gamma.expand(count, -1).clone()))
+            self.added_beta.append(nn.Parameter(self.main_beta.expand(count, -1).clone()))
+
     def forward(self, z: torch.Tensor, with_tasks: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return ``s * mean_t(o_t)`` (B, N, d) and, if asked, the task offsets (T, B, N, d).
 
@@ -88,15 +116,26 @@ class VMTAdapter(nn.Module):
         """
         u = self.act(self.down(z))  # B, N, k
         w = self.scale * self.up_weight  # d, k
-        g_mean, b_mean = self.gamma.mean(0), self.beta.mean(0)
+        if self.main_gamma is None:
+            g_mean, b_mean = self.gamma.mean(0), self.beta.mean(0)
+        else:
+            g_mean, b_mean = self.main_gamma, self.main_beta
         main = F.linear(u, w * g_mean, self.scale * self.up_bias + w @ b_mean)
         if not with_tasks:
             return main, None
-        num_tasks, dim = self.gamma.shape[0], w.shape[0]
-        w_tasks = w * (self.gamma - g_mean)[:, None, :]  # T, d, k
-        b_tasks = (self.beta - b_mean) @ w.t()  # T, d
-        offsets = F.linear(u, w_tasks.flatten(0, 1), b_tasks.flatten())  # B, N, T * d
-        return main, offsets.unflatten(-1, (num_tasks, dim)).movedim(-2, 0)  # T, B, N, d (a view)
+        groups = [(self.gamma, self.beta), *zip(self.added_gamma, self.added_beta)]
+        offsets = [_offsets(u, w, g, b, g_mean, b_mean) for g, b in groups]
+        return main, offsets[0] if len(offsets) == 1 else torch.cat(offsets)
+
+
+def _offsets(u: torch.Tensor, w: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, g_mean: torch.Tensor,
+             b_mean: torch.Tensor) -> torch.Tensor:
+    """The task streams' offsets from the main stream, (T, B, N, d), for one group of task vectors."""
+    num_tasks, dim = gamma.shape[0], w.shape[0]
+    w_tasks = w * (gamma - g_mean)[:, None, :]  # T, d, k
+    b_tasks = (beta - b_mean) @ w.t()  # T, d
+    offsets = F.linear(u, w_tasks.flatten(0, 1), b_tasks.flatten())  # B, N, T * d
+    return offsets.unflatten(-1, (num_tasks, dim)).movedim(-2, 0)  # T, B, N, d (a view)
 
 
 class ParallelMLP(nn.Module):
@@ -139,7 +178,12 @@ class VMTMethod(Method):
         return ".mlp.adapter." in name
 
     def is_task_specific(self, name: str) -> bool:
-        return self.is_adapter(name) and name.endswith((".gamma", ".beta"))
+        return self.is_adapter(name) and re.search(r"\.(gamma|beta|added_gamma\.\d+|added_beta\.\d+)$", name) is not None
+
+    def add_tasks(self, backbone: nn.Module, count: int) -> None:
+        for module in backbone.modules():
+            if isinstance(module, VMTAdapter):
+                module.add_tasks(count)
 
     def no_weight_decay(self, name: str) -> bool:
         # Decaying gamma towards 0 would fight its init of 1; beta, like a bias, is not decayed either.
