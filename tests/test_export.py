@@ -23,8 +23,9 @@ def test_vmt_run_exports_and_matches_pytorch(tmp_path: Path, capsys) -> None:
     args = ["train", "--config", str(CONFIG), "--steps", "1", "--out", str(run), "--no-progress"]
     assert main(args + [a for s in sets for a in ("--set", s)]) == 0
     out = tmp_path / "model.onnx"
-    assert main(["export", "--run", str(run), "--out", str(out), "--fixed-size"]) == 0
+    assert main(["export", "--run", str(run), "--out", str(out), "--fixed-size", "--latency"]) == 0
     printed = capsys.readouterr().out
+    assert "latency per image" in printed and "PyTorch eager" in printed
     assert "opset 18" in printed and "outputs semseg, sal" in printed and "(within 0.0001)" in printed
     import onnx
 

@@ -68,13 +68,44 @@ def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size:
             "size": size, "tasks": list(model.task_names), "export_s": time.perf_counter() - start}
 
 
-def check_onnx(path: str | Path, model: MultiTaskModel, images: torch.Tensor) -> dict[str, float]:
-    """Largest absolute difference per task between onnxruntime (CPU) and PyTorch on ``images``."""
+def _session(path: str | Path):
     require_extra()
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": images.numpy()})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the same thread budget as PyTorch's
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_onnx(path: str | Path, model: MultiTaskModel, images: torch.Tensor) -> dict[str, float]:
+    """Largest absolute difference per task between onnxruntime (CPU) and PyTorch on ``images``."""
+    got = _session(path).run(None, {"image": images.numpy()})
     with torch.no_grad():
         ref = TaskOutputs(model.float().cpu().eval())(images)
     return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(model.task_names, got, ref)}
+
+
+def latency(path: str | Path, model: MultiTaskModel, image: torch.Tensor, repeats: int = 30,
+            warmup: int = 5) -> dict[str, float]:
+    """Median ms per call on one image (batch 1), onnxruntime against PyTorch eager, same CPU threads."""
+    session, feed = _session(path), {"image": image[:1].numpy()}
+    eager = TaskOutputs(model.float().cpu().eval())
+
+    def onnx_call() -> None:
+        session.run(None, feed)
+
+    def torch_call() -> None:
+        with torch.no_grad():
+            eager(image[:1])
+
+    times: dict[str, list[float]] = {"onnxruntime_ms": [], "pytorch_ms": []}
+    for _ in range(warmup):
+        onnx_call()
+        torch_call()
+    for _ in range(repeats):  # interleaved, so that machine load hits both alike
+        for key, call in (("onnxruntime_ms", onnx_call), ("pytorch_ms", torch_call)):
+            start = time.perf_counter()
+            call()
+            times[key].append(1000 * (time.perf_counter() - start))
+    return {k: float(np.median(v)) for k, v in times.items()} | {"threads": torch.get_num_threads(),
+                                                                 "repeats": repeats}
