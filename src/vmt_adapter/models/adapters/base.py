@@ -47,6 +47,21 @@ def read_config(cls: type[MethodConfig], values: dict, method: str) -> MethodCon
     return build(cls, values, prefix="model.hparams.")
 
 
+def check_positive(cfg: MethodConfig, method: str, *names: str) -> None:
+    """Each field ``names`` of a method config must be a positive integer."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < 1:
+            raise ConfigError(f"model.hparams.{name} ({method}) must be a positive integer, got {value}")
+
+
+def adapted_blocks(backbone: nn.Module) -> Iterator[tuple[nn.Module, bool]]:
+    """Every block a method may adapt, with whether it is a tap (the last block of its stage)."""
+    for stage in family_of(backbone).stages(backbone):
+        for i, block in enumerate(stage):
+            yield block, i == len(stage) - 1
+
+
 METHODS: dict[str, type[Method]] = {}
 
 

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from ..backbones import family_of
-from .base import MethodConfig, PerTaskMethod, TaskRouted, register
+from .base import MethodConfig, PerTaskMethod, TaskRouted, adapted_blocks, check_positive, register
 from .vmt import ACTIVATIONS
 
 
@@ -55,8 +54,7 @@ class AdapterConfig(MethodConfig):
     act: str = "gelu"
 
     def __post_init__(self) -> None:
-        if self.hidden < 1:
-            raise ConfigError(f"model.hparams.hidden (adapter) must be a positive integer, got {self.hidden}")
+        check_positive(self, "adapter", "hidden")
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"model.hparams.act (adapter) {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
 
@@ -67,9 +65,8 @@ class AdapterMethod(PerTaskMethod):
     config_class = AdapterConfig
 
     def inject(self, backbone: nn.Module) -> None:
-        for stage in family_of(backbone).stages(backbone):
-            for block in stage:
-                block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.cfg.hidden, self.cfg.act)
+        for block, _ in adapted_blocks(backbone):
+            block.mlp = SerialAdapterMLP(block.mlp, len(self.task_names), self.cfg.hidden, self.cfg.act)
 
     def is_adapter(self, name: str) -> bool:
         return ".mlp.bottlenecks." in name

@@ -19,9 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ConfigError
-from ..backbones import family_of
-from .base import MethodConfig, PerTaskMethod, TaskRouted, register
+from .base import MethodConfig, PerTaskMethod, TaskRouted, adapted_blocks, check_positive, register
 
 
 class LowRank(nn.Module):
@@ -58,18 +56,13 @@ class LoRALinear(TaskRouted):
         return self.base_layer(x) + self.lora(x, self.task)
 
 
-def check_rank(what: str, rank: int) -> None:
-    if rank < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {rank}")
-
-
 @dataclass
 class LoRAConfig(MethodConfig):
     rank: int = 8
     alpha: float | None = None  # the update is scaled by alpha / rank; None: alpha = rank (scale 1)
 
     def __post_init__(self) -> None:
-        check_rank("model.hparams.rank (lora)", self.rank)
+        check_positive(self, "lora", "rank")
         self.alpha = float(self.rank if self.alpha is None else self.alpha)
 
 
@@ -79,10 +72,9 @@ class LoRAMethod(PerTaskMethod):
     config_class = LoRAConfig
 
     def inject(self, backbone: nn.Module) -> None:
-        for stage in family_of(backbone).stages(backbone):
-            for block in stage:
-                block.attn.qkv = LoRALinear(block.attn.qkv, len(self.task_names), self.cfg.rank,
-                                            self.cfg.alpha / self.cfg.rank)
+        for block, _ in adapted_blocks(backbone):
+            block.attn.qkv = LoRALinear(block.attn.qkv, len(self.task_names), self.cfg.rank,
+                                        self.cfg.alpha / self.cfg.rank)
 
     def is_adapter(self, name: str) -> bool:
         return ".attn.qkv.lora." in name

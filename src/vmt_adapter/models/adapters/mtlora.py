@@ -45,8 +45,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import Method, MethodConfig, register, run_stages
-from .lora import LoRALinear, LowRank, check_rank
+from .base import Method, MethodConfig, check_positive, register, run_stages
+from .lora import LoRALinear, LowRank
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
     "patch_embed": re.compile(r"^patch_embed\."),
@@ -113,8 +113,7 @@ class MTLoRAConfig(MethodConfig):
     merged_taps: bool = False  # task streams through the next stage's patch merging, as the public code
 
     def __post_init__(self) -> None:
-        check_rank("model.hparams.rank (mtlora)", self.rank)
-        check_rank("model.hparams.task_rank (mtlora)", self.task_rank)
+        check_positive(self, "mtlora", "rank", "task_rank")
         groups = [g.strip() for g in self.also_train.split(",") if g.strip()]
         unknown = [g for g in groups if g not in EXTRAS]
         if unknown:

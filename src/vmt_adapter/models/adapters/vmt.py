@@ -43,7 +43,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
-from .base import Method, MethodConfig, register
+from .base import Method, MethodConfig, adapted_blocks, check_positive, register
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
 
@@ -57,8 +57,7 @@ class VMTLiteConfig(MethodConfig):
     act: str = "relu"  # non-linearity between the projections
 
     def __post_init__(self) -> None:
-        if self.bottleneck < 1:
-            raise ConfigError(f"model.hparams.bottleneck must be a positive integer, got {self.bottleneck}")
+        check_positive(self, "vmt", "bottleneck")
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"model.hparams.act {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
 
@@ -169,10 +168,9 @@ class VMTMethod(Method):
         return self.cfg.lite
 
     def inject(self, backbone: nn.Module) -> None:
-        for stage in family_of(backbone).stages(backbone):
-            for i, block in enumerate(stage):
-                adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
-                block.mlp = ParallelMLP(block.mlp, adapter, is_tap=i == len(stage) - 1)
+        for block, is_tap in adapted_blocks(backbone):
+            adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
+            block.mlp = ParallelMLP(block.mlp, adapter, is_tap=is_tap)
 
     def is_adapter(self, name: str) -> bool:
         return ".mlp.adapter." in name

@@ -29,9 +29,8 @@ import torch
 from timm.models.swin_transformer import WindowAttention
 from torch import nn
 
-from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import MethodConfig, PerTaskMethod, TaskRouted, register
+from .base import MethodConfig, PerTaskMethod, TaskRouted, adapted_blocks, check_positive, register
 
 
 class PromptedWindowAttention(TaskRouted):
@@ -69,8 +68,7 @@ class VPTConfig(MethodConfig):
     tokens: int = 10  # prompt tokens per block and task
 
     def __post_init__(self) -> None:
-        if self.tokens < 1:
-            raise ConfigError(f"model.hparams.tokens (vpt-deep) must be a positive integer, got {self.tokens}")
+        check_positive(self, "vpt-deep", "tokens")
 
 
 @register
@@ -80,9 +78,8 @@ class VPTDeepMethod(PerTaskMethod):
 
     def inject(self, backbone: nn.Module) -> None:
         require_family(self.name, family_of(backbone), ("swin",), "its prompts enter Swin's window attention")
-        for stage in family_of(backbone).stages(backbone):
-            for block in stage:
-                block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.cfg.tokens)
+        for block, _ in adapted_blocks(backbone):
+            block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.cfg.tokens)
 
     def is_adapter(self, name: str) -> bool:
         return name.endswith((".attn.prompts", ".attn.gate"))
