@@ -211,7 +211,7 @@ def test_parameter_counts_on_nano() -> None:
 def test_mtlora_with_merged_taps_matches_the_published_count() -> None:
     """MTLoRA's own layout (task streams through patch merging) gives its published 8.34 M on Swin-T, once the
     public code's unused shared update of the last fc2 (768 x 3072 at rank 64) is added back."""
-    model = MultiTaskModel("swin_tiny", "mtlora", resolve_tasks("semseg,human_parts,sal,normals"), merged_taps=True)
+    model = MultiTaskModel("swin_tiny", "mtlora", resolve_tasks("semseg,human_parts,sal,normals"), taps="merged")
     assert model.parameter_counts()["trainable"] + 64 * (768 + 3072) == 8_344_634
 
 
@@ -226,7 +226,7 @@ def test_params_all_reports_published_counts(capsys) -> None:
     assert all(r["published"] is None for r in json.loads(capsys.readouterr().out))
 
 
-@pytest.mark.parametrize("method,hparams", [("mtlora", {"merged_taps": True, "also_train": "norm"}),
+@pytest.mark.parametrize("method,hparams", [("mtlora", {"taps": "merged", "also_train": "norm"}),
                                             ("bitfit", {}), ("vpt-deep", {"tokens": 3})])
 def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hparams: dict) -> None:
     base = tmp_path / "base.pth"
@@ -357,3 +357,30 @@ def test_adapter_files_are_read_tolerantly_but_refuse_unknown_fields(tmp_path) -
     (tmp_path / "adapter.json").write_text(json.dumps(cfg | {"hparams": {"rank": 8, "dropout": 0.1}}))
     with pytest.raises(WeightsError, match=r"'model\.hparams\.dropout'"):
         vmt_adapter.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["vmt", "decoder-only", "mtlora", "lora"])
+def test_merged_taps_are_the_next_stages_patch_merging_of_the_stage_outputs(method: str, images: torch.Tensor) -> None:
+    """``model.taps: merged`` (the public code's decoder inputs) at step 0: stage i's output through stage
+    i + 1's frozen patch merging for i < 3, the last stage's output as is."""
+    model = nano(method, taps="merged").eval()
+    torch.manual_seed(0)
+    frozen = build_backbone("swin_nano", img_size=64)  # the same seed: the same weights, no adapters
+    with torch.no_grad():
+        stages = [s.permute(0, 2, 3, 1) for s in frozen.forward_intermediates(images, intermediates_only=True)]
+        ref = [frozen.layers[i + 1].downsample(s) if i < 3 else s for i, s in enumerate(stages)]
+        taps = model.method.taps(model.backbone, images)
+    assert model.method.tap_channels(model.backbone) == [96, 192, 384, 384]
+    for r, t in zip(ref, taps):
+        torch.testing.assert_close(t, r.permute(0, 3, 1, 2).unsqueeze(0).expand_as(t), rtol=1e-6, atol=1e-6)
+
+
+def test_reference_pascal_config_counts_the_reference_decoders(capsys) -> None:
+    """By hand, the public code's decoders for Swin-T's merged taps (192, 384, 768, 768 channels): reductions
+    to 18 + 36 + 72 + 144 channels (bias-free), a 270 -> 1080 conv with bias, BatchNorm (2 x 1080), then
+    1080 -> C with bias, C = 21 + 7 + 1 + 3 over the four tasks."""
+    per_task = 192 * 18 + 384 * 36 + 768 * 72 + 768 * 144 + 270 * 1080 + 1080 + 2 * 1080
+    expected = 4 * per_task + 1080 * 32 + 32
+    assert main(["params", "--config", "pascal-swin-t-vmt", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["decoders"] == expected == 1_946_624 and (row["taps"], row["tap_norm"]) == ("merged", False)

@@ -32,6 +32,8 @@ def adapter_config(model: MultiTaskModel) -> dict:
         "backbone": model.backbone_name,
         "img_size": model.img_size,
         "decoder": model.decoder_name,
+        "taps": model.taps,
+        "tap_norm": model.tap_norm,
         "decoder_ratio": model.decoder_ratio,
         "tasks": [t.name for t in model.tasks],
         "task_groups": model.task_groups,
@@ -90,6 +92,7 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
         spec = ModelConfig(backbone=_typed(cfg, "backbone", str, path), method=_typed(cfg, "method", str, path),
                            pretrained=str(pretrained or ""), decoder=_typed(cfg, "decoder", str, path, "hrnet"),
                            decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
+                           taps=_typed(cfg, "taps", str, path, "stage"), tap_norm=_typed(cfg, "tap_norm", bool, path, True),
                            hparams=_typed(cfg, "hparams", dict, path),
                            task_groups=_typed(cfg, "task_groups", list, path, []))
         model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
@@ -105,7 +108,7 @@ def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = .
     value = cfg.get(key)
     if value is None and default is not ...:
         return default
-    if not isinstance(value, typ) or isinstance(value, bool):
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise WeightsError(f"adapter {path}: {key!r} must be a {typ.__name__}, got {shown}")
     return value

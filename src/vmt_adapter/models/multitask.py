@@ -24,9 +24,10 @@ class MultiTaskModel(nn.Module):
     """
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
-                 img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, **hparams) -> None:
+                 img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
+                 tap_norm: bool = True, **hparams) -> None:
         super().__init__()
-        self.decoder_name = decoder
+        self.decoder_name, self.taps, self.tap_norm = decoder, taps, tap_norm
         self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
         self.backbone_name = backbone
         self.tasks = list(tasks)
@@ -37,6 +38,10 @@ class MultiTaskModel(nn.Module):
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.
         self.backbone.norm = nn.Identity()
+        family = family_of(self.backbone)
+        if taps not in family.tap_layouts:
+            raise ConfigError(f"model.taps {taps!r}: a {family.name} backbone offers {', '.join(family.tap_layouts)}")
+        self.backbone.tap_layout = taps
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
@@ -44,7 +49,7 @@ class MultiTaskModel(nn.Module):
 
     def _decoder(self, task: TaskSpec) -> nn.Module:
         return build_decoder(self.decoder_name, self.method.tap_channels(self.backbone), task.channels,
-                             self.decoder_ratio)
+                             self.decoder_ratio, self.tap_norm)
 
     def add_tasks(self, tasks: list[TaskSpec]) -> None:
         """Add ``tasks`` to a trained model without changing any existing task's outputs: the method

@@ -20,9 +20,9 @@ patch merging), ``config.py`` (``TRAIN.FREEZE_* = False``) and
 
 One backbone pass for all tasks. Differences from the public code, by project decision: the frozen
 backbone runs in eval mode, so its drop-path (0.2) and the LoRA dropout (0.05) are not applied; and
-by default the taps are the stage outputs before patch merging, the same maps every other method
-here feeds the same decoders. ``merged_taps=True`` instead passes the task streams through the next
-stage's patch merging as the public code does (decoder inputs 2C, 4C, 8C, 8C).
+the taps follow ``model.taps`` like every other method's: ``stage`` (the default) reads the stage
+outputs before patch merging; ``merged`` passes the task streams through the next stage's patch
+merging as the public code does (decoder inputs 2C, 4C, 8C, 8C).
 
 One departure in structure: the public code also gives the last block's fc2 a shared update whose
 output, the last shared stream, nothing reads (the decoders read the task streams); it never receives
@@ -30,7 +30,7 @@ a gradient. It is left out here: 245,760 parameters on Swin-T.
 
 Swin-T, 4 PASCAL tasks, ``vmt params``: low-rank updates 4,552,704 (shared 4,276,224 + task
 276,480), other trainable 1,599,546, decoders 1,801,472: trainable 7,953,722 (7.95 M). With
-``merged_taps=True`` the decoders read the wider merged maps (1,946,624, DESIGN.md's 1.94 M):
+``model.taps: merged`` the decoders read the wider merged maps (1,946,624, DESIGN.md's 1.94 M):
 trainable 8,098,874, and with the 245,760 unused parameters added back 8,344,634, the published 8.34 M.
 """
 
@@ -110,7 +110,6 @@ class MTLoRAConfig(MethodConfig):
     task_rank: int = 4  # TS-LoRA (per task) rank
     task_scale: float = 4.0
     also_train: str = ",".join(EXTRAS)  # comma-separated EXTRAS groups; "" trains the low-rank updates only
-    merged_taps: bool = False  # task streams through the next stage's patch merging, as the public code
 
     def __post_init__(self) -> None:
         check_positive(self, "mtlora", "rank", "task_rank")
@@ -164,17 +163,10 @@ class MTLoRAMethod(Method):
     def is_other_trainable(self, name: str) -> bool:
         return any(p.search(name) for p in self.extras)
 
-    def tap_channels(self, backbone: SwinTransformer) -> list[int]:
-        chans = super().tap_channels(backbone)
-        return chans[1:] + chans[-1:] if self.cfg.merged_taps else chans
-
     def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        stages = backbone.layers
+        family, out = family_of(backbone), []
         for i, _ in enumerate(run_stages(backbone, x)):
-            tap = stages[i].blocks[-1]
+            tap = backbone.layers[i].blocks[-1]
             streams, tap.task_streams = tap.task_streams, None  # T, B, H, W, C; don't keep the graph alive
-            if self.cfg.merged_taps and i + 1 < len(stages):
-                streams = stages[i + 1].downsample(streams.flatten(0, 1)).unflatten(0, streams.shape[:2])
-            out.append(streams.permute(0, 1, 4, 2, 3))
+            out.append(family.maps(backbone, streams, x.shape[-2:], i))
         return out

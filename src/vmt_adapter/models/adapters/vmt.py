@@ -19,6 +19,12 @@ tasks. The k-vectors scale the small (d, k) weight rather than the (B, N, k) act
 T stacked (d, k) weights and no (T, B, N, k) tensor is ever made. Lite ties ``W_up = W_down^T`` (one
 parameter, the same storage); its biases stay separate. See DESIGN.md section 1.1.
 
+With ``model.taps: merged`` (the public code's decoder inputs, after the next stage's patch merging)
+each task stream x'_t at a tap goes through that frozen patch merging on its own, ``P(x'_t)`` for the
+T streams in one batched call, while the main stream goes on into the next stage as before; the
+merging is not linear (its LayerNorm), so it cannot be applied to the offsets alone. This costs T
+patch mergings per tap instead of one.
+
 Adding tasks to a trained adapter (``MultiTaskModel.add_tasks``, ``vmt train --from RUN --add-tasks``):
 the mean in the main stream would move with every task added, and with it every old task. So at
 the first addition the main stream's vectors are frozen as buffers at the trained tasks' mean::

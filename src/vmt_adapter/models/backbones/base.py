@@ -44,8 +44,11 @@ class BackboneFamily:
         raise NotImplementedError
 
     def maps(self, model: nn.Module, tokens: torch.Tensor, image_hw: tuple[int, int], level: int) -> torch.Tensor:
-        """Tap ``level``'s tokens, with any leading dims, as NCHW maps ``(..., C, H, W)``."""
+        """Tap ``level``'s tokens, with any leading dims, as NCHW maps ``(..., C, H, W)``; the layout is
+        ``model.tap_layout`` (``TAP_LAYOUTS``), set by ``MultiTaskModel``."""
         raise NotImplementedError
+
+    tap_layouts: tuple[str, ...] = ("stage",)  # "stage": the tap blocks' outputs; others per family
 
     def tap_channels(self, model: nn.Module) -> list[int]:
         """Channels of the four maps ``maps`` returns, finest first."""

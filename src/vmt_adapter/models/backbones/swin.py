@@ -1,7 +1,10 @@
 """The Swin Transformer family (timm's ``SwinTransformer``): four stages, a tap after each.
 
-Taps are the stage outputs before the next stage's patch merging (C, 2C, 4C, 8C channels at
-strides 4, 8, 16, 32), tokens laid out (B, H, W, C) as timm's stages pass them.
+Taps (``model.taps``): ``stage`` (the project's default) reads the stage outputs before the next
+stage's patch merging (C, 2C, 4C, 8C channels at strides 4, 8, 16, 32); ``merged`` (the public
+MTLoRA / Polyhistor code's layout) passes the first three through the next stage's frozen patch
+merging (2C, 4C, 8C, 8C at strides 8, 16, 32, 32). Tokens are laid out (B, H, W, C) as timm's stages
+pass them.
 """
 
 from __future__ import annotations
@@ -60,12 +63,19 @@ class SwinFamily(BackboneFamily):
             x = run_blocks(model, list(stage.blocks), stage.downsample(x))
             yield x
 
+    tap_layouts = ("stage", "merged")
+
     def maps(self, model: SwinTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
              level: int) -> torch.Tensor:
+        if getattr(model, "tap_layout", "stage") == "merged" and level + 1 < len(model.layers):
+            lead = tokens.shape[:-3]  # every stream (task, batch) through the same frozen merging
+            merged = model.layers[level + 1].downsample(tokens.reshape(-1, *tokens.shape[-3:]))
+            tokens = merged.reshape(*lead, *merged.shape[1:])
         return tokens.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W)
 
     def tap_channels(self, model: SwinTransformer) -> list[int]:
-        return [info["num_chs"] for info in model.feature_info]
+        chans = [info["num_chs"] for info in model.feature_info]
+        return chans[1:] + chans[-1:] if getattr(model, "tap_layout", "stage") == "merged" else chans
 
     def no_weight_decay(self, model: SwinTransformer) -> set[str]:
         return set(model.no_weight_decay())  # the relative-position tables, wherever they sit

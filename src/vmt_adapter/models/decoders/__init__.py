@@ -1,8 +1,9 @@
 """Dense heads by name (``model.decoder``): one file per head plus one row in ``DECODERS``.
 
-A head is built as ``cls(in_channels, out_channels, ratio)``: ``in_channels`` the four tap widths
-(finest first), ``ratio`` its width multiplier (``model.decoder_ratio``); its forward takes the four
-maps and the output size.
+A head is built as ``cls(in_channels, out_channels, ratio, tap_norm)``: ``in_channels`` the four tap
+widths (finest first), ``ratio`` its width multiplier (``model.decoder_ratio``), ``tap_norm`` whether
+each tap is channel-normalised first (``model.tap_norm``; the public code has no such norm); its
+forward takes the four maps and the output size.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from .segformer import SegFormerHead
 DECODERS: dict[str, type[nn.Module]] = {"hrnet": MultiScaleDecoder, "segformer": SegFormerHead}
 
 
-def build_decoder(name: str, in_channels: list[int], out_channels: int, ratio: int) -> nn.Module:
+def build_decoder(name: str, in_channels: list[int], out_channels: int, ratio: int, tap_norm: bool = True) -> nn.Module:
     if name not in DECODERS:
         raise ConfigError(f"unknown decoder {name!r}; choose from {', '.join(DECODERS)}")
-    return DECODERS[name](in_channels, out_channels, ratio)
+    return DECODERS[name](in_channels, out_channels, ratio, tap_norm)
 
 
 __all__ = ["DECODERS", "MultiScaleDecoder", "SegFormerHead", "build_decoder"]

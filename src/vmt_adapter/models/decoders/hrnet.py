@@ -2,7 +2,7 @@
 an HRNet-style fusion head.
 
 Each tapped map is first layer-normalised over its channels (``base.channel_norm``, no
-parameters), then brought to [18, 36, 72, 144] channels by a bias-free 1x1 conv; all are upsampled to the finest tap and concatenated (270 channels), then 1x1 conv -> BN -> ReLU ->
+parameters; a project departure, off with ``model.tap_norm: false``), then brought to [18, 36, 72, 144] channels by a bias-free 1x1 conv; all are upsampled to the finest tap and concatenated (270 channels), then 1x1 conv -> BN -> ReLU ->
 1x1 conv to the task's channels, and bilinear upsampling to the input size.
 """
 
@@ -20,9 +20,10 @@ REDUCED = (18, 36, 72, 144)
 class MultiScaleDecoder(nn.Module):
     """``ratio`` sets the fusion layer's hidden width, ``ratio`` x 270 (4 = the benchmark's 1080)."""
 
-    def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4) -> None:
+    def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4, tap_norm: bool = True) -> None:
         super().__init__()
         check_taps(in_channels, len(REDUCED))
+        self.norm = channel_norm if tap_norm else nn.Identity()
         self.reduce = nn.ModuleList(nn.Conv2d(c, r, 1, bias=False) for c, r in zip(in_channels, REDUCED))
         fused = sum(REDUCED)  # 270
         self.head = nn.Sequential(
@@ -36,8 +37,8 @@ class MultiScaleDecoder(nn.Module):
         """``feats``: the tapped maps (B, C_i, H_i, W_i), finest first; returns (B, out, *size)."""
         fine = feats[0].shape[-2:]
         maps = [
-            F.interpolate(r(channel_norm(f)), size=fine, mode="bilinear", align_corners=False) if i
-            else r(channel_norm(f))
+            F.interpolate(r(self.norm(f)), size=fine, mode="bilinear", align_corners=False) if i
+            else r(self.norm(f))
             for i, (r, f) in enumerate(zip(self.reduce, feats))
         ]
         out = self.head(torch.cat(maps, dim=1))

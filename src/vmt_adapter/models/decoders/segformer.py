@@ -19,9 +19,10 @@ UNIT = 64
 
 
 class SegFormerHead(nn.Module):
-    def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4) -> None:
+    def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4, tap_norm: bool = True) -> None:
         super().__init__()
         check_taps(in_channels, 4)
+        self.norm = channel_norm if tap_norm else nn.Identity()
         width = UNIT * ratio
         self.embed = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)  # a linear layer per token
         self.fuse = nn.Sequential(nn.Conv2d(4 * width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
@@ -30,7 +31,7 @@ class SegFormerHead(nn.Module):
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """``feats``: the tapped maps (B, C_i, H_i, W_i), finest first; returns (B, out, *size)."""
         fine = feats[0].shape[-2:]
-        maps = [F.interpolate(e(channel_norm(f)), size=fine, mode="bilinear", align_corners=False)
+        maps = [F.interpolate(e(self.norm(f)), size=fine, mode="bilinear", align_corners=False)
                 for e, f in zip(self.embed, feats)]
         out = self.pred(self.fuse(torch.cat(maps, dim=1)))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
