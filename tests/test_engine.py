@@ -267,6 +267,7 @@ def test_a_finished_run_without_checkpoints_is_not_overwritten(tmp_path: Path, c
     ("model.hparams={botleneck: 8}", "unknown config key 'model.hparams.botleneck' (did you mean 'bottleneck'?)"),
     ("model.hparams={bottleneck: eight}", "config key 'model.hparams.bottleneck' must be int, got 'eight'"),
     ("device=cpux", "device 'cpux' is not a device name"),
+    ("eval.precision=bf16", "'eval.precision' must be fp32 or train"),
     ("eval.split=test", "SynthScenes has no split 'test'"),
 ])
 def test_bad_values_are_refused_before_any_work(item: str, expected: str) -> None:

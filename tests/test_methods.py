@@ -384,3 +384,14 @@ def test_reference_pascal_config_counts_the_reference_decoders(capsys) -> None:
     assert main(["params", "--config", "pascal-swin-t-vmt", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["decoders"] == expected == 1_946_624 and (row["taps"], row["tap_norm"]) == ("merged", False)
+
+
+def test_fine_tuning_configs_take_the_public_drop_path() -> None:
+    """timm's stochastic depth grows linearly to ``drop_path`` at the last block; the PASCAL full fine-tuning
+    configs set the public code's 0.2, the others leave timm's default (0.1 for Swin)."""
+    from vmt_adapter.engine.config import load_config
+
+    assert load_config("pascal-swin-t-mt-full", ["data.root=x"]).model.drop_path == 0.2
+    assert load_config("pascal-swin-t-vmt", ["data.root=x"]).model.drop_path is None
+    assert build_backbone("swin_nano", drop_path=0.2).layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+    assert build_backbone("swin_nano").layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)

@@ -59,6 +59,7 @@ class EvalConfig:
     batch_size: int = 16
     full_res: bool = False  # evaluate at the original resolution instead of data.size
     reference: str = ""  # built-in reference name or results file for the multi-task score
+    precision: str = "fp32"  # fp32 (the public code's evaluation) | train (the training's autocast)
 
 
 @dataclass
@@ -179,6 +180,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("eval.batch_size", cfg.eval.batch_size >= 1, "at least 1"),
         ("train.lr", cfg.train.lr > 0, "positive"),
         ("train.precision", cfg.train.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+        ("eval.precision", cfg.eval.precision in ("fp32", "train"), "fp32 or train"),
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
         ("model.decoder_ratio", cfg.model.decoder_ratio >= 1, "at least 1"),

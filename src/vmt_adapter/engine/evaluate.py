@@ -50,4 +50,5 @@ def evaluate_split(model: nn.Module, tasks: list[TaskSpec], cfg: RunConfig, spli
                          train=False, seed=cfg.seed, num=cfg.data.num_val or None, cache_dir=cfg.data.cache_dir)
     loader = eval_loader(data, 1 if cfg.eval.full_res else cfg.eval.batch_size, info.rank, info.world_size,
                          cfg.data.workers)
-    return evaluate(model, loader, tasks, info.device, cfg.train.precision, progress)
+    precision = cfg.train.precision if cfg.eval.precision == "train" else "fp32"
+    return evaluate(model, loader, tasks, info.device, precision, progress)

@@ -25,7 +25,7 @@ class MultiTaskModel(nn.Module):
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
                  img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
-                 tap_norm: bool = True, **hparams) -> None:
+                 tap_norm: bool = True, drop_path: float | None = None, **hparams) -> None:
         super().__init__()
         self.decoder_name, self.taps, self.tap_norm = decoder, taps, tap_norm
         self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
@@ -33,7 +33,7 @@ class MultiTaskModel(nn.Module):
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.task_groups = [list(self.task_names)]  # the tasks trained together; later ones by add_tasks
-        self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size)
+        self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size, drop_path=drop_path)
         self.pretrained = pretrained
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.

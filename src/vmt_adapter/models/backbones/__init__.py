@@ -40,10 +40,11 @@ def default_size(name: str) -> int:
     return _check_name(name).variants[name]["img_size"]
 
 
-def build_backbone(name: str, pretrained: str | Path | None = None, img_size: int | None = None) -> nn.Module:
+def build_backbone(name: str, pretrained: str | Path | None = None, img_size: int | None = None,
+                   drop_path: float | None = None) -> nn.Module:
     """The timm backbone ``name`` (no classifier), optionally loaded from a local weights file, in eval mode."""
     family = _check_name(name)
-    model = family.build(name, img_size)
+    model = family.build(name, img_size, drop_path)
     if pretrained:
         load_weights(model, pretrained, family)
     return model.eval()

@@ -27,8 +27,9 @@ class BackboneFamily:
     layout: str = ""  # safetensors metadata "layout" of files written in this family's key names
     variants: dict[str, dict] = {}
 
-    def build(self, variant: str, img_size: int | None) -> nn.Module:
-        """The timm module for ``variant`` without a classifier, accepting any input size."""
+    def build(self, variant: str, img_size: int | None, drop_path: float | None = None) -> nn.Module:
+        """The timm module for ``variant`` without a classifier, accepting any input size; ``drop_path``
+        is the stochastic-depth rate (None: the family's default)."""
         raise NotImplementedError
 
     def filter_state(self, state: dict[str, torch.Tensor], model: nn.Module, own_layout: bool) -> dict[str, torch.Tensor]:

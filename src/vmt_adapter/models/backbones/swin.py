@@ -34,8 +34,9 @@ class SwinFamily(BackboneFamily):
         "swin_nano": dict(embed_dim=48, depths=(2, 2, 2, 2), num_heads=(3, 6, 12, 24), window_size=4, img_size=128),
     }
 
-    def build(self, variant: str, img_size: int | None) -> SwinTransformer:
+    def build(self, variant: str, img_size: int | None, drop_path: float | None = None) -> SwinTransformer:
         kwargs = dict(self.variants[variant]) | ({"img_size": img_size} if img_size is not None else {})
+        kwargs |= {"drop_path_rate": drop_path} if drop_path is not None else {}  # timm's default: 0.1
         # The window attention pads, so inputs of any size work.
         return SwinTransformer(num_classes=0, strict_img_size=False, **kwargs)
 

@@ -36,8 +36,9 @@ class ViTFamily(BackboneFamily):
         "vit_nano": dict(patch_size=16, embed_dim=96, depth=4, num_heads=3, img_size=128),
     }
 
-    def build(self, variant: str, img_size: int | None) -> VisionTransformer:
+    def build(self, variant: str, img_size: int | None, drop_path: float | None = None) -> VisionTransformer:
         kwargs = dict(self.variants[variant]) | ({"img_size": img_size} if img_size is not None else {})
+        kwargs |= {"drop_path_rate": drop_path} if drop_path is not None else {}  # timm's default: 0
         # dynamic_img_size: the position embedding is resampled to whatever grid the input gives.
         return VisionTransformer(num_classes=0, dynamic_img_size=True, **kwargs)
 
