@@ -117,6 +117,21 @@ def test_outside_is_ignore_not_zero() -> None:
     assert out["semseg"].dtype == torch.int64 and out["depth"].shape == (1, 32, 32)
 
 
+def test_reference_padding_fills_zero_labels_and_a_black_image() -> None:
+    """The public code's warpAffine fill: labels 0 (background, not salient), image 0 before normalisation."""
+    sample = sphere_sample()
+    out = apply_geometry(sample, Geometry(scale=0.75, angle=20.0), (32, 32), pad="zero")
+    ignore = apply_geometry(sample, Geometry(scale=0.75, angle=20.0), (32, 32))
+    corner = (slice(0, 2), slice(0, 2))
+    assert (out["semseg"][corner] == 0).all() and (out["sal"][corner] == 0).all()
+    black = torch.tensor([-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).view(3, 1, 1).expand(3, 2, 2)
+    assert torch.allclose(out["image"][(slice(None),) + corner], black, atol=1e-6)
+    inside = ignore["semseg"] != IGNORE_INDEX  # where the source covers the output, both fills agree
+    assert torch.equal(out["semseg"][inside], ignore["semseg"][inside])
+    with pytest.raises(ConfigError, match="data.pad 'edge'"):
+        build_transform(train=True, size=32, pad="edge")
+
+
 def test_eval_without_size_keeps_the_sample() -> None:
     raw = sphere_sample(40, 52)
     out = build_transform(train=False, size=None)(raw)

@@ -23,8 +23,10 @@ Conventions this module fixes (keep them in step with SynthScenes and the loader
   changes the focal lengths of the camera, so it leaves camera-frame normals unchanged.
 - Depth is divided by the zoom factor, as in the reference ``ScaleNRotate``: a zoomed-in object
   looks as it would from a camera that much closer.
-- Outside the source image labels are 255, normals and depth 0; the image is padded with the
-  ImageNet mean (zero after normalisation).
+- Outside the source image (``pad="ignore"``, the project's default) labels are 255, normals and
+  depth 0, and the image is padded with the ImageNet mean (zero after normalisation), so padding
+  never counts as a label. ``pad="zero"`` is the public code's ``warpAffine`` fill: every array 0,
+  i.e. labels become background / not salient and the image black.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ..tasks import IGNORE_INDEX, TASKS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PADS = ("ignore", "zero")  # what fills the pixels outside the source image (see the module doc)
 # Kinds whose raw array is an integer label map (nearest resampling, 255 fill).
 LABEL_KINDS = frozenset({"classes", "binary", "edge"})
 
@@ -100,12 +103,15 @@ class JointTransform:
         scales: tuple[float, float] = (0.75, 1.25),
         max_angle: float = 20.0,
         flip_prob: float = 0.5,
+        pad: str = "ignore",
     ) -> None:
         if size is not None and size < 1:
             raise ConfigError(f"transform size must be a positive integer or None, got {size}")
         if train and size is None:
             raise ConfigError("a training transform needs a size (batches must share one resolution)")
-        self.train, self.size, self.seed = train, size, seed
+        if pad not in PADS:
+            raise ConfigError(f"data.pad {pad!r}: choose from {', '.join(PADS)}")
+        self.train, self.size, self.seed, self.pad = train, size, seed, pad
         self.scales, self.max_angle, self.flip_prob = scales, max_angle, flip_prob
         self.epoch = 0
 
@@ -128,21 +134,23 @@ class JointTransform:
         else:
             geometry = Geometry()
         out_hw = (h, w) if self.size is None else (self.size, self.size)
-        return apply_geometry(sample, geometry, out_hw)
+        return apply_geometry(sample, geometry, out_hw, self.pad)
 
     def __repr__(self) -> str:
         return f"JointTransform(train={self.train}, size={self.size}, seed={self.seed})"
 
 
-def build_transform(train: bool, size: int | None, seed: int = 0) -> JointTransform:
+def build_transform(train: bool, size: int | None, seed: int = 0, pad: str = "ignore") -> JointTransform:
     """The project's transform: recipe augmentation when ``train``, plain resize (or none) otherwise."""
-    return JointTransform(train=train, size=size, seed=seed)
+    return JointTransform(train=train, size=size, seed=seed, pad=pad)
 
 
-def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int, int]) -> dict[str, Any]:
+def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int, int],
+                   pad: str = "ignore") -> dict[str, Any]:
     """Resample every array of ``sample`` with one geometry and convert it to the contract tensors.
 
-    Keys that are not the image or a task (``"id"`` and the like) pass through unchanged.
+    Keys that are not the image or a task (``"id"`` and the like) pass through unchanged; ``pad``
+    says what fills the pixels outside the source (see the module doc).
     """
     image = sample["image"]
     in_hw = image.shape[:2]
@@ -150,17 +158,20 @@ def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int
     grid = None if identity else _grid(geometry.pixel_map(in_hw, out_hw), in_hw, out_hw)
     out: dict[str, Any] = {}
     for key, value in sample.items():
-        if key == "image":
-            out[key] = _warp(_normalise_image(value), grid, "bilinear")
+        if key == "image" and pad == "zero":  # black outside: warp first, then normalise
+            out[key] = _normalise(_warp(_unit_image(value), grid, "bilinear"))
+        elif key == "image":
+            out[key] = _warp(_normalise(_unit_image(value)), grid, "bilinear")
         elif key in TASKS:
-            out[key] = _task(TASKS[key].kind, value, geometry, grid, in_hw, key)
+            out[key] = _task(TASKS[key].kind, value, geometry, grid, in_hw, key, pad)
         else:
             out[key] = value
     return out
 
 
 def _task(
-    kind: str, value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None, in_hw: tuple[int, int], key: str
+    kind: str, value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None, in_hw: tuple[int, int], key: str,
+    pad: str = "ignore",
 ) -> torch.Tensor:
     """One task array in its raw layout -> its contract tensor."""
     expected = tuple(in_hw) + ((3,) if kind == "normals" else ())
@@ -169,7 +180,8 @@ def _task(
     if kind in LABEL_KINDS:
         # Shift by one so that zero padding marks outside pixels, then map them to ignore.
         shifted = _warp(torch.from_numpy(value.astype(np.float32) + 1.0)[None], grid, "nearest")[0]
-        return torch.where(shifted == 0, float(IGNORE_INDEX), shifted - 1.0).round().long()
+        outside = 0.0 if pad == "zero" else float(IGNORE_INDEX)
+        return torch.where(shifted == 0, outside, shifted - 1.0).round().long()
     if kind == "depth":
         return _warp(torch.from_numpy(value.astype(np.float32) / geometry.scale)[None], grid, "nearest")
     if kind == "normals":
@@ -189,11 +201,15 @@ def _normals(value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None) -
     return torch.where(keep, chw / norm.clamp_min(1e-6), torch.zeros_like(chw))
 
 
-def _normalise_image(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W), ImageNet-normalised."""
+def _unit_image(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1]."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DataError(f"sample image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet normalisation of a (3, H, W) image in [0, 1]."""
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std

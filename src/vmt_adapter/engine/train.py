@@ -240,7 +240,7 @@ class Trainer:
             save_config(c, self.run_dir / "config.yaml")
         ddp.barrier(self.info)
         data = build_dataset(c.data.name, c.data.root, c.data.train_split, c.tasks, c.data.size, train=True,
-                             seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir)
+                             seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad)
         if c.data.name != "synth":  # the evaluation split must exist before hours of training, not after
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
