@@ -32,6 +32,15 @@ class BackboneFamily:
         is the stochastic-depth rate (None: the family's default)."""
         raise NotImplementedError
 
+    def arguments(self, variant: str, img_size: int | None, drop_path: float | None) -> dict:
+        """The timm constructor's arguments for ``variant``, with the input size and drop-path rate if given."""
+        kwargs = dict(self.variants[variant])
+        if img_size is not None:
+            kwargs["img_size"] = img_size
+        if drop_path is not None:
+            kwargs["drop_path_rate"] = drop_path
+        return kwargs
+
     def filter_state(self, state: dict[str, torch.Tensor], model: nn.Module, own_layout: bool) -> dict[str, torch.Tensor]:
         """A checkpoint's tensors renamed and resized for ``model``; ``own_layout``: the file declares ``layout``."""
         raise NotImplementedError

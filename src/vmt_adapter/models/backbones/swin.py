@@ -35,10 +35,8 @@ class SwinFamily(BackboneFamily):
     }
 
     def build(self, variant: str, img_size: int | None, drop_path: float | None = None) -> SwinTransformer:
-        kwargs = dict(self.variants[variant]) | ({"img_size": img_size} if img_size is not None else {})
-        kwargs |= {"drop_path_rate": drop_path} if drop_path is not None else {}  # timm's default: 0.1
-        # The window attention pads, so inputs of any size work.
-        return SwinTransformer(num_classes=0, strict_img_size=False, **kwargs)
+        # The window attention pads, so inputs of any size work; timm's default drop-path rate is 0.1.
+        return SwinTransformer(num_classes=0, strict_img_size=False, **self.arguments(variant, img_size, drop_path))
 
     def filter_state(self, state: dict[str, torch.Tensor], model: SwinTransformer,
                      own_layout: bool) -> dict[str, torch.Tensor]:

@@ -37,10 +37,9 @@ class ViTFamily(BackboneFamily):
     }
 
     def build(self, variant: str, img_size: int | None, drop_path: float | None = None) -> VisionTransformer:
-        kwargs = dict(self.variants[variant]) | ({"img_size": img_size} if img_size is not None else {})
-        kwargs |= {"drop_path_rate": drop_path} if drop_path is not None else {}  # timm's default: 0
-        # dynamic_img_size: the position embedding is resampled to whatever grid the input gives.
-        return VisionTransformer(num_classes=0, dynamic_img_size=True, **kwargs)
+        # dynamic_img_size: the position embedding is resampled to whatever grid the input gives;
+        # timm's default drop-path rate is 0.
+        return VisionTransformer(num_classes=0, dynamic_img_size=True, **self.arguments(variant, img_size, drop_path))
 
     def filter_state(self, state: dict[str, torch.Tensor], model: VisionTransformer,
                      own_layout: bool) -> dict[str, torch.Tensor]:
