@@ -314,3 +314,25 @@ def test_a_failing_tensorboard_writer_does_not_stop_training(tmp_path: Path, mon
     with pytest.warns(UserWarning, match="TensorBoard logging stopped \\(No space left on device\\)"):
         assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "3", "--out", str(run), "--no-progress"]) == 0
     assert len([r for r in log(run) if "loss" in r]) == 3 and (run / "eval.json").exists()
+
+
+def test_reference_schedule_follows_timm_cosine_with_warmup_prefix() -> None:
+    """By hand from timm's CosineLRScheduler(warmup_prefix=True) as the public code configures it:
+    lr(t) = warmup_lr + t (lr - warmup_lr) / W during warm-up, then min_lr + (lr - min_lr)(1 + cos(pi (t - W) / (N - W))) / 2."""
+    import math
+
+    from vmt_adapter.engine.optim import warmup_cosine
+
+    lr, wlr, mlr, warm, total = 3.125e-5, 3.125e-8, 3.125e-7, 3120, 46800
+    f = warmup_cosine(warm, total, lr, wlr, mlr)
+    assert f(0) * lr == pytest.approx(wlr)
+    assert f(1560) * lr == pytest.approx(wlr + 1560 * (lr - wlr) / warm)
+    assert f(warm) == pytest.approx(1.0)
+    mid = warm + (total - warm) // 2
+    assert f(mid) * lr == pytest.approx(mlr + (lr - mlr) * (1 + math.cos(math.pi * 0.5)) / 2)
+    assert f(total) * lr == pytest.approx(mlr)
+    project = warmup_cosine(20, 600)  # the project's default ramp and cosine to zero are unchanged
+    assert project(0) == pytest.approx(1 / 20) and project(600) == pytest.approx(0.0)
+    cfg = load_config("pascal-swin-t-vmt", ["data.root=x"])
+    assert (cfg.train.steps, cfg.train.warmup_steps) == (300 * (4998 // 32), 20 * (4998 // 32))
+    assert (cfg.train.warmup_lr, cfg.train.min_lr) == (5e-7 * 32 / 512, 5e-6 * 32 / 512)

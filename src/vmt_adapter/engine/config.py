@@ -44,6 +44,8 @@ class TrainConfig:
     weight_decay: float = 0.05  # not applied to 1-D parameters (biases, norms, task vectors)
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 50
+    warmup_lr: float | None = None  # lr at step 0 (the public code's WARMUP_LR); None: ramp (step + 1) / warmup
+    min_lr: float = 0.0  # where the cosine ends (the public code's MIN_LR)
     grad_clip: float = 5.0  # 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     log_every: int = 10
@@ -184,6 +186,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("eval.precision", cfg.eval.precision in ("fp32", "train"), "fp32 or train"),
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
+        ("train.min_lr", 0 <= cfg.train.min_lr <= cfg.train.lr, "between 0 and train.lr"),
+        ("train.warmup_lr", cfg.train.warmup_lr is None or 0 <= cfg.train.warmup_lr <= cfg.train.lr,
+         "between 0 and train.lr (or null)"),
         ("model.decoder_ratio", cfg.model.decoder_ratio >= 1, "at least 1"),
         # Swin halves the map three times after its patch-4 embedding: sides must divide by 32.
         ("data.size", cfg.data.size % 32 == 0 and cfg.data.size <= 4096, "a multiple of 32, at most 4096"),

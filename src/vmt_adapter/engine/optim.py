@@ -18,11 +18,21 @@ def param_groups(model: MultiTaskModel, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def warmup_cosine(warmup: int, total: int):
-    """Linear warm-up, then cosine decay to zero, per step."""
+def warmup_cosine(warmup: int, total: int, lr: float = 1.0, warmup_lr: float | None = None, min_lr: float = 0.0):
+    """Per-step factor of ``lr``: linear warm-up, then cosine decay to ``min_lr``.
+
+    Without ``warmup_lr`` the warm-up ramps as (step + 1) / warmup (the project's default). With it, it
+    starts at ``warmup_lr`` and the cosine runs over the steps after the warm-up, as timm's
+    ``CosineLRScheduler(warmup_prefix=True, warmup_lr_init, lr_min)`` does in the public MTLoRA / Swin
+    code (``lr_scheduler.py``, stepped per iteration).
+    """
+    floor = min_lr / lr
+
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            if warmup_lr is None:
+                return (step + 1) / warmup
+            return (warmup_lr + step * (lr - warmup_lr) / warmup) / lr
         progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor

@@ -140,7 +140,8 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
+            t.warmup_steps, t.steps, t.lr, t.warmup_lr, t.min_lr))
         trained = set(cfg.model.task_groups[-1]) if cfg.model.from_run else set(self.model.task_names)
         self.criterion = MultiTaskLoss([s for s in self.tasks if s.name in trained], t.loss_weights)
         self.step = 0
