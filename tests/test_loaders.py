@@ -318,3 +318,17 @@ def test_a_missing_eval_split_is_refused_before_training(pascal_copy: Path, tmp_
     assert main(args + [a for s in sets for a in ("--set", s)]) == 2
     assert "test.txt: split file not found" in capsys.readouterr().err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_nyud_config_trains_on_an_exported_layout(nyud_root: Path, tmp_path: Path) -> None:
+    """The shipped NYUD-v2 recipe, shrunk to a tiny backbone and one step, runs end to end on the layout."""
+    from vmt_adapter.cli import main
+
+    sets = [f"data.root={nyud_root}", "data.size=32", "data.workers=0", "model.backbone=swin_nano",
+            "model.pretrained=", "train.batch_size=2", "train.precision=fp32", "eval.batch_size=2"]
+    args = ["train", "--config", "nyud-swin-t-vmt", "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "eval.json").read_text())["metrics"]
+    assert set(metrics) == {"semseg", "depth", "normals", "edge"}
