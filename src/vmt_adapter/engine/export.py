@@ -37,11 +37,13 @@ def require_extra() -> None:
 
 
 class TaskOutputs(nn.Module):
-    """The model with a tuple of outputs in task order, which ONNX names after the tasks."""
+    """The model (fp32, CPU, eval mode: what is exported and compared) with a tuple of outputs in task
+    order, which ONNX names after the tasks."""
 
     def __init__(self, model: MultiTaskModel) -> None:
         super().__init__()
-        self.model = model
+        self.model = model.float().cpu().eval()
+        self.eval()
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(image)
@@ -52,7 +54,7 @@ def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size:
                 opset: int = OPSET) -> dict:
     """Write ``model`` (fp32, CPU, eval mode) to ``out``; returns what was written."""
     require_extra()
-    wrapped = TaskOutputs(model.float().cpu().eval()).eval()
+    wrapped = TaskOutputs(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     dims = {0: batch} | ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO} if dynamic_size else {})
     example = torch.zeros(2, 3, size, size)
@@ -81,7 +83,7 @@ def check_onnx(path: str | Path, model: MultiTaskModel, images: torch.Tensor) ->
     """Largest absolute difference per task between onnxruntime (CPU) and PyTorch on ``images``."""
     got = _session(path).run(None, {"image": images.numpy()})
     with torch.no_grad():
-        ref = TaskOutputs(model.float().cpu().eval())(images)
+        ref = TaskOutputs(model)(images)
     return {name: float(np.abs(g - r.numpy()).max()) for name, g, r in zip(model.task_names, got, ref)}
 
 
@@ -89,7 +91,7 @@ def latency(path: str | Path, model: MultiTaskModel, image: torch.Tensor, repeat
             warmup: int = 5) -> dict[str, float]:
     """Median ms per call on one image (batch 1), onnxruntime against PyTorch eager, same CPU threads."""
     session, feed = _session(path), {"image": image[:1].numpy()}
-    eager = TaskOutputs(model.float().cpu().eval())
+    eager = TaskOutputs(model)
 
     def onnx_call() -> None:
         session.run(None, feed)

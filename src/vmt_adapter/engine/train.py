@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from dataclasses import replace
 import json
 import signal
 import time
 import warnings
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -120,7 +119,7 @@ def add_task_overrides(run_dir: str | Path, add: list[str]) -> list[str]:
     groups = run.model.task_groups or [run.tasks]
     model = replace(run.model, from_run=str(run_dir), task_groups=[*groups, list(add)])
     return [f"tasks={json.dumps(run.tasks + list(add))}", f"data.size={run.data.size}"] + \
-        [f"model.{k}={json.dumps(v)}" for k, v in dataclasses.asdict(model).items()]
+        [f"model.{k}={json.dumps(v)}" for k, v in asdict(model).items()]
 
 
 class Trainer:
