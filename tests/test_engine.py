@@ -228,7 +228,7 @@ def test_a_second_writer_is_refused_and_a_dead_holder_is_stale(tmp_path: Path) -
     from vmt_adapter.errors import ConfigError
 
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vmt_adapter.engine.runlock import RunLock\n"
-                               f"with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
+                               "with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

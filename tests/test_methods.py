@@ -12,6 +12,7 @@ import torch
 from vmt_adapter.cli import main
 from vmt_adapter.errors import ConfigError
 from vmt_adapter.models.adapters import METHODS, build_method, run_stages
+from vmt_adapter.models.adapters.lora import SplitLoRALinear
 from vmt_adapter.models.adapters.mtlora import TaskSpecificLoRALinear
 from vmt_adapter.models.backbones import build_backbone
 from vmt_adapter.models.io import model_from_adapter, save_adapter
@@ -35,10 +36,21 @@ BACKBONE_TRAINS = {
     "mtlora": r"\.(lora|task_lora)\.[AB]$|^patch_embed\.|\.norm\d?\.|relative_position_bias_table$|"
               r"\.downsample\.reduction\.",
 }
+# The published-size settings the PASCAL configs take (models/published.py), with what they train.
+NORMS = r"|\.norm\d?\."
+VARIANTS = {
+    "bitfit+rel_pos": ("bitfit", {"rel_pos": True}, BACKBONE_TRAINS["bitfit"]),
+    "houlsby": ("adapter", {"reduction": 4, "positions": "attn,mlp", "train_norms": True},
+                r"\.(attn|mlp)\.bottlenecks\." + NORMS),
+    "lora-qv": ("lora", {"rank": 4, "targets": "q,v"}, r"\.attn\.qkv\.lora\.[qv]\.[AB]$"),
+}
 PER_TASK = {"st-full", "bitfit", "adapter", "lora", "vpt-deep"}
 SWIN_ONLY = {"vpt-deep", "mtlora"}  # built on Swin's window attention / stages and patch merging
 BLOCKS = {"swin_nano": 8, "vit_nano": 4}
 PAIRS = [(b, m) for b in BLOCKS for m in METHODS if b == "swin_nano" or m not in SWIN_ONLY]
+# Every pair at its default settings, then each variant on both families: (backbone, method, hparams, variant).
+CASES = [(b, m, {}, m) for b, m in PAIRS] + [(b, m, hp, v) for v, (m, hp, _) in VARIANTS.items() for b in BLOCKS]
+CASE_IDS = [f"{b}-{v}" for b, _, _, v in CASES]
 
 
 def nano(method: str, tasks: str = THREE, backbone: str = "swin_nano", **kw) -> MultiTaskModel:
@@ -58,8 +70,8 @@ def reference_taps(backbone: str, images: torch.Tensor) -> list[torch.Tensor]:
             torch.nn.functional.max_pool2d(maps[3], 2)]
 
 
-def expected_trainable(model: MultiTaskModel, method: str) -> set[str]:
-    pattern = BACKBONE_TRAINS[method]
+def expected_trainable(model: MultiTaskModel, variant: str) -> set[str]:
+    pattern = VARIANTS[variant][2] if variant in VARIANTS else BACKBONE_TRAINS[variant]
     return {n for n, _ in model.named_parameters()
             if n.startswith("decoders.") or pattern is not None and re.search(pattern, n.removeprefix("backbone."))}
 
@@ -69,13 +81,14 @@ def test_registry_holds_every_method() -> None:
     assert {m for m, cls in METHODS.items() if not cls.one_pass} == PER_TASK
 
 
-@pytest.mark.parametrize("backbone,method", PAIRS)
-def test_shapes_training_and_trainable_set(backbone: str, method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method,hparams,variant", CASES, ids=CASE_IDS)
+def test_shapes_training_and_trainable_set(backbone: str, method: str, hparams: dict, variant: str,
+                                           images: torch.Tensor) -> None:
     """Forward shapes, finite losses over three AdamW steps, and exactly the intended parameters change."""
-    model = nano(method, backbone=backbone)
+    model = nano(method, backbone=backbone, **hparams)
     model.train()
     assert model.backbone.training == METHODS[method].trains_backbone
-    expected = expected_trainable(model, method)
+    expected = expected_trainable(model, variant)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == expected
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
@@ -92,11 +105,12 @@ def test_shapes_training_and_trainable_set(backbone: str, method: str, images: t
     assert changed == expected
 
 
-@pytest.mark.parametrize("backbone,method", PAIRS)
-def test_init_reproduces_the_frozen_backbone(backbone: str, method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method,hparams,variant", CASES, ids=CASE_IDS)
+def test_init_reproduces_the_frozen_backbone(backbone: str, method: str, hparams: dict, variant: str,
+                                             images: torch.Tensor) -> None:
     """At step 0 every task's taps are the frozen stage outputs; moving the trainable set moves them."""
     torch.manual_seed(0)
-    model = nano(method, backbone=backbone).eval()
+    model = nano(method, backbone=backbone, **hparams).eval()
     torch.manual_seed(0)
     with torch.no_grad():
         ref = reference_taps(backbone, images)
@@ -140,15 +154,17 @@ def task_part(method: str, name: str, p: torch.Tensor, task: int) -> torch.Tenso
         return p if task and name.startswith(f"task_copies.{task - 1}.") else None
     if re.search(rf"\.(deltas|bottlenecks)\.{task}(\.|$)", name):
         return p
-    if re.search(r"\.(lora\.[AB]|task_lora\.[AB]|prompts|gate)$", name) and p.shape[0] == T:
+    if re.search(r"\.(lora(\.[qkv])?\.[AB]|task_lora\.[AB]|prompts|gate)$", name) and p.shape[0] == T:
         return p[task]
     return None
 
 
-@pytest.mark.parametrize("backbone,method", [p for p in PAIRS if p[1] in PER_TASK | {"mtlora"}])
-def test_each_task_stream_uses_its_own_parameters(backbone: str, method: str, images: torch.Tensor) -> None:
+@pytest.mark.parametrize("backbone,method,hparams,variant", [c for c in CASES if c[1] in PER_TASK | {"mtlora"}],
+                         ids=[i for c, i in zip(CASES, CASE_IDS) if c[1] in PER_TASK | {"mtlora"}])
+def test_each_task_stream_uses_its_own_parameters(backbone: str, method: str, hparams: dict, variant: str,
+                                                  images: torch.Tensor) -> None:
     """Perturbing task 1's parameters changes task 1's taps only (and never MTLoRA's shared stream)."""
-    model = nano(method, backbone=backbone).eval()
+    model = nano(method, backbone=backbone, **hparams).eval()
     with torch.no_grad():
         before = model.method.taps(model.backbone, images)
         shared = list(run_stages(model.backbone, images))
@@ -186,6 +202,24 @@ def test_mtlora_task_specific_layer_follows_the_public_rule(stacked: bool) -> No
             torch.testing.assert_close(out[1 + t], x0 @ w.T + b + 4.0 * xt @ a.T @ bt.T)
 
 
+def test_lora_on_q_and_v_leaves_k_to_the_frozen_weight() -> None:
+    """qkv(x) = x W^T + b, split in thirds q | k | v: q and v gain s B A x each, k stays x W_k^T + b_k."""
+    torch.manual_seed(0)
+    base = torch.nn.Linear(8, 3 * 8)
+    layer = SplitLoRALinear(base, ["q", "v"], n=2, rank=2, scale=0.5)
+    layer.task = 1
+    with torch.no_grad():
+        for update in layer.lora.values():
+            update.B.normal_()
+        x = torch.randn(5, 8)
+        q, k, v = layer(x).split(8, dim=-1)
+        w, b = base.weight.split(8), base.bias.split(8)
+        for got, i, name in ((q, 0, "q"), (v, 2, "v")):
+            a, bb = layer.lora[name].A[1], layer.lora[name].B[1]
+            torch.testing.assert_close(got, x @ w[i].T + b[i] + 0.5 * x @ a.T @ bb.T)
+        torch.testing.assert_close(k, x @ w[1].T + b[1])
+
+
 def test_parameter_counts_on_nano() -> None:
     """The PEFT counts follow from the layer widths (swin_nano: 8 blocks, widths summing to 1440)."""
     width, heads, last = 1440, 2 * (3 + 6 + 12 + 24), 48 + 96 + 192 + 384
@@ -202,6 +236,21 @@ def test_parameter_counts_on_nano() -> None:
         assert counts["adapter"] == adapter, method
         assert counts["trainable"] == counts["adapter"] + counts["decoders"] + counts["other_trainable"]
     assert nano("mtlora").parameter_counts()["adapter_task_specific"] == T * 4 * 12 * last
+    # The published-size variants: rel.-pos. tables ((2w - 1)^2 offsets per head: swin_nano's windows are 4,
+    # the last stage's 2 at 64 px), two C/4 adapters per block
+    # (C^2 + 2.5 C), rank 4 on q and v (16 C); Houlsby's shared LayerNorms (blocks 4 C, patch embedding
+    # 2 x 48, patch merging 2 x 4 C of stages 1-3) train beside them.
+    dims = [48, 48, 96, 96, 192, 192, 384, 384]
+    variants = {
+        "bitfit+rel_pos": T * (2 * 48 + 11 * width + 4 * (48 + 96 + 192) + 49 * 2 * (3 + 6 + 12) + 9 * 2 * 24),
+        "houlsby": T * sum(c * c + 2.5 * c for c in dims),
+        "lora-qv": T * 16 * width,
+    }
+    for variant, adapter in variants.items():
+        method, hparams, _ = VARIANTS[variant]
+        assert nano(method, **hparams).parameter_counts()["adapter"] == adapter, variant
+    norms = 4 * width + 2 * 48 + 2 * 4 * (48 + 96 + 192)
+    assert nano("adapter", **VARIANTS["houlsby"][1]).parameter_counts()["other_trainable"] == norms
     assert nano("mtlora", also_train="").parameter_counts()["other_trainable"] == 0
     assert nano("mt-full").parameter_counts()["other_trainable"] == frozen
     st = nano("st-full").parameter_counts()
@@ -209,25 +258,49 @@ def test_parameter_counts_on_nano() -> None:
 
 
 def test_mtlora_with_merged_taps_matches_the_published_count() -> None:
-    """MTLoRA's own layout (task streams through patch merging) gives its published 8.34 M on Swin-T, once the
-    public code's unused shared update of the last fc2 (768 x 3072 at rank 64) is added back."""
-    model = MultiTaskModel("swin_tiny", "mtlora", resolve_tasks("semseg,human_parts,sal,normals"), taps="merged")
-    assert model.parameter_counts()["trainable"] + 64 * (768 + 3072) == 8_344_634
+    """MTLoRA's own layout (task streams through patch merging) gives its published 8.34 M on Swin-T once the
+    public code's unused shared update of the last fc2 (768 x 3072 at rank 64) is built too."""
+    tasks = resolve_tasks("semseg,human_parts,sal,normals")
+    without = MultiTaskModel("swin_tiny", "mtlora", tasks, taps="merged").parameter_counts()["trainable"]
+    model = MultiTaskModel("swin_tiny", "mtlora", tasks, taps="merged", last_shared_fc2=True)
+    assert model.parameter_counts()["trainable"] == without + 64 * (768 + 3072) == 8_344_634
+    assert model.method.has_unused_parameters  # DDP is told (find_unused_parameters)
 
 
-def test_params_all_reports_published_counts(capsys) -> None:
-    assert main(["params", "--backbone", "swin_tiny", "--all", "--json"]) == 0
+def test_params_published_sets_the_pascal_configs_beside_the_papers(capsys) -> None:
+    """Swin-T by hand (block widths 96, 96, 192, 192, 384 x 6, 768, 768; 138 heads in all; 169 rel.-pos. offsets a
+    head): every PASCAL config's count, and the published figure with its scope and the table's constant."""
+    assert main(["params", "--published", "--json"]) == 0
     rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
     assert list(rows) == list(METHODS)
-    assert {m for m, r in rows.items() if r["published"] is not None} == {"vmt", "vmt-lite", "mtlora", "st-full"}
-    assert rows["vmt"]["published_scope"] == "adapter only" and rows["lora"]["published_scope"] is None
-    # The papers' figures are Swin-T's: no other backbone is set beside them.
+    dims = [96, 96, 192, 192] + [384] * 6 + [768, 768]
+    width, heads = sum(dims), 138
+    adapters = {
+        "bitfit": 4 * (11 * width + 2 * 96 + 4 * (96 + 192 + 384) + 169 * heads),  # 74,778 per task
+        "adapter": 4 * sum(c * c + 2.5 * c for c in dims),  # 2,167,584 per task
+        "lora": 4 * 16 * width,
+        "vpt-deep": 4 * (50 * width + heads),
+    }
+    for method, adapter in adapters.items():
+        assert rows[method]["adapter"] == adapter, method
+        assert rows[method]["decoders"] == 1_946_624
+    assert adapters["bitfit"] == 4 * 74_778 and adapters["adapter"] == 4 * 2_167_584
+    assert rows["mtlora"]["trainable"] == rows["mtlora"]["ours_same_scope"] == 8_344_634
+    assert rows["decoder-only"]["published"] is None
+    polyhistor = {m for m, r in rows.items() if r["published_constant"]}
+    assert polyhistor == {"st-full", "mt-full", "bitfit", "adapter", "vpt-deep", "lora"}
+    assert all("Polyhistor" in rows[m]["published_source"] for m in polyhistor)
+    for m in polyhistor:  # ours + the constant, to the table's two decimals (LoRA's setting is unknown: 2.83 M)
+        expected = 2.83 if m == "lora" else rows[m]["published"] / 1e6
+        assert round(rows[m]["ours_same_scope"] / 1e6, 2) == expected, m
+    # Without --published, each method's default settings and no published figure beside them.
     assert main(["params", "--backbone", "swin_nano", "--tasks", "sal,normals", "--all", "--json"]) == 0
-    assert all(r["published"] is None for r in json.loads(capsys.readouterr().out))
+    assert all("published" not in r for r in json.loads(capsys.readouterr().out))
 
 
 @pytest.mark.parametrize("method,hparams", [("mtlora", {"taps": "merged", "also_train": "norm"}),
-                                            ("bitfit", {}), ("vpt-deep", {"tokens": 3})])
+                                            ("bitfit", {}), ("vpt-deep", {"tokens": 3}),
+                                            *(VARIANTS[v][:2] for v in VARIANTS)])
 def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hparams: dict) -> None:
     base = tmp_path / "base.pth"
     torch.save(build_backbone("swin_nano", img_size=64).state_dict(), base)
@@ -249,7 +322,8 @@ def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hp
 
 @pytest.mark.parametrize("method,hparams", [("mtlora", {"also_train": "bias"}), ("lora", {"rank": 0}),
                                             ("adapter", {"act": "swish"}), ("vpt-deep", {"tokens": 0}),
-                                            ("bitfit", {"rank": 4})])
+                                            ("bitfit", {"rank": 4}), ("lora", {"targets": "q,o"}),
+                                            ("adapter", {"positions": "ffn"}), ("adapter", {"reduction": -1})])
 def test_bad_hyper_parameters_are_config_errors(method: str, hparams: dict) -> None:
     with pytest.raises(ConfigError):
         build_method(method, ["sal"], **hparams)
@@ -350,7 +424,7 @@ def test_adapter_files_are_read_tolerantly_but_refuse_unknown_fields(tmp_path) -
     model = nano("lora", tasks="sal")
     save_adapter(model, tmp_path)
     cfg = json.loads((tmp_path / "adapter.json").read_text())
-    assert cfg["hparams"] == {"rank": 8, "alpha": 8.0}
+    assert cfg["hparams"] == {"rank": 8, "alpha": 8.0, "targets": "qkv"}
     older = cfg | {"hparams": {"rank": 8}}  # as if alpha had been added later: its default is rank
     (tmp_path / "adapter.json").write_text(json.dumps(older))
     vmt_adapter.from_pretrained(tmp_path)

@@ -11,8 +11,7 @@ from ..engine.config import load_config
 from ..engine.report import render_table
 from ..models.adapters import METHODS
 from ..models.factory import ModelConfig, build_model
-from ..models.multitask import MultiTaskModel
-from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS
+from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS, PUBLISHED_TASKS
 from ..tasks import resolve_tasks
 
 FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")
@@ -27,50 +26,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bottleneck", type=int, default=None, help="bottleneck k of the methods that have one (vmt, vmt-lite; default 128)")
     p.add_argument("--config", default=None,
                    help="count the model a run config describes (its tasks and model section) instead")
+    p.add_argument("--published", action="store_true",
+                   help="every method as its PASCAL config (configs/pascal-swin-t-<method>.yaml) builds it, beside "
+                        "the published figure, its scope and source")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
 def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
-    """Our counts, plus the published figure and its scope where a paper gives one (else None)."""
+    """Our counts for the method's default settings (no published figure: those need the PASCAL settings)."""
     has_k = "bottleneck" in {f.name for f in fields(METHODS[method].config_class)}
     spec = ModelConfig(backbone=backbone, method=method,
                        hparams={"bottleneck": bottleneck} if bottleneck is not None and has_k else {})
-    return counts_of(build_model(spec, resolve_tasks(tasks)))
+    model = build_model(spec, resolve_tasks(tasks))
+    return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts()}
 
 
-def counts_of(model: MultiTaskModel) -> dict:
-    backbone, method = model.backbone_name, model.method.name
-    pub = PUBLISHED_COUNTS.get(method) if backbone == PUBLISHED_BACKBONE else None  # the papers' figures are Swin-T's
-    return {"method": method, "backbone": backbone, "tasks": model.task_names, **model.parameter_counts(),
-            "published": pub.params if pub else None, "published_scope": pub.scope if pub else None,
-            "published_source": pub.source if pub else None, "published_vs": pub.field if pub else None}
+def config_counts(config: str) -> dict:
+    """The model of a run config, its layout, and the published figure where it is a Swin-T PASCAL model."""
+    cfg = load_config(config, ["data.root=unused"])  # counting reads no data: a placeholder root
+    model = build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)))
+    row = {"method": model.method.name, "backbone": model.backbone_name, "tasks": model.task_names,
+           **model.parameter_counts(), "taps": model.taps, "tap_norm": model.tap_norm, "decoder": model.decoder_name,
+           "hparams": model.method.hparams()}
+    comparable = row["backbone"] == PUBLISHED_BACKBONE and tuple(row["tasks"]) == PUBLISHED_TASKS
+    pub = PUBLISHED_COUNTS.get(row["method"]) if comparable else None
+    ours = row[pub.field] + pub.constant if pub else None
+    return row | {"published": pub.params if pub else None, "published_scope": pub.scope if pub else None,
+                  "published_source": pub.source if pub else None, "published_vs": pub.field if pub else None,
+                  "published_constant": pub.constant if pub else None, "ours_same_scope": ours}
 
 
 def format_table(rows: list[dict]) -> str:
-    """One row per method; the published figure is followed by our count of the same scope."""
-    cells = []
+    """One row per method; where a published figure exists, ours of the same scope (and constant) follows
+    it, and each figure's scope and source are listed under the table."""
+    with_pub = any("published" in r for r in rows)
+    cells, notes = [], []
     for r in rows:
         line = [r["method"]] + [f"{r[f]:,} ({r[f] / 1e6:.2f} M)" for f in FIELDS]
-        line.append("-" if r["published"] is None else
-                    f"{r['published'] / 1e6:.2f} M ({r[r['published_vs']] / 1e6:.2f} M {r['published_vs']}; "
-                    f"{r['published_scope']})")
+        if with_pub:
+            plus = f" + {r['published_constant'] / 1e6:.2f} M unexplained" if r.get("published_constant") else ""
+            line.append("-" if r["published"] is None else f"{r['published'] / 1e6:.2f} M vs ours "
+                        f"{r[r['published_vs']] / 1e6:.2f} M{plus} = {r['ours_same_scope'] / 1e6:.2f} M")
+            if r["published"] is not None:
+                notes.append(f"- {r['method']}: {r['published_scope']} ({r['published_source']})")
         cells.append(line)
-    return render_table(["method", *FIELDS, "published (ours, same scope; scope)"], cells)
+    table = render_table(["method", *FIELDS] + (["published vs ours, same scope"] if with_pub else []), cells)
+    return "\n".join([table, *notes])
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.config:
-        cfg = load_config(args.config, ["data.root=unused"])  # counting reads no data: a placeholder root
-        model = build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)))
-        row = counts_of(model) | {"taps": model.taps, "tap_norm": model.tap_norm, "decoder": model.decoder_name}
-        print(json.dumps(row, indent=2) if args.json else format_table([row]))
+    if args.config or args.published:
+        rows = [config_counts(c) for c in ([args.config] if args.config else [f"pascal-swin-t-{m}" for m in METHODS])]
+        print(json.dumps(rows if args.published else rows[0], indent=2) if args.json else format_table(rows))
         return 0
     methods = list(METHODS) if args.all else [args.method]
     rows = [count(args.backbone, m, args.tasks, args.bottleneck) for m in methods]
     if args.json:
         print(json.dumps(rows if args.all else rows[0], indent=2))
     else:
-        print(f"backbone {args.backbone}, tasks {','.join(rows[0]['tasks'])}")
+        print(f"backbone {args.backbone}, tasks {','.join(rows[0]['tasks'])}, each method's default settings "
+              "(the published figures beside the PASCAL configs' counts: vmt params --published)")
         print(format_table(rows))
     return 0

@@ -136,7 +136,8 @@ class Trainer:
         self.net: nn.Module = self.model
         if self.info.enabled:
             ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
+            self.net = DistributedDataParallel(self.model, device_ids=ids,
+                                               find_unused_parameters=self.model.method.has_unused_parameters)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(

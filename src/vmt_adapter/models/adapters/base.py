@@ -14,6 +14,7 @@ itself with ``@register`` in its own module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
@@ -25,6 +26,8 @@ from ...typed import build
 from ..backbones import family_of
 
 MAX_SIZE = 65536  # widths, ranks and token counts above this cannot fit any backbone here
+# The backbone's LayerNorms (patch embedding, blocks, patch merging; timm names), not the unused final norm.
+NORM_PARAMS = re.compile(r"\.norm\d?\.")
 
 
 @dataclass
@@ -100,6 +103,11 @@ class Method:
     def __init__(self, task_names: list[str], cfg: MethodConfig | None = None) -> None:
         self.task_names = list(task_names)
         self.cfg = self.config_class() if cfg is None else cfg
+
+    @property
+    def has_unused_parameters(self) -> bool:
+        """Whether some trainable parameter never receives a gradient (DDP must then be told)."""
+        return False
 
     def hparams(self) -> dict:
         """The method's config as ``adapter.json`` records it."""

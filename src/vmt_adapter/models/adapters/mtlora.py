@@ -24,14 +24,15 @@ the taps follow ``model.taps`` like every other method's: ``stage`` (the default
 outputs before patch merging; ``merged`` passes the task streams through the next stage's patch
 merging as the public code does (decoder inputs 2C, 4C, 8C, 8C).
 
-One departure in structure: the public code also gives the last block's fc2 a shared update whose
-output, the last shared stream, nothing reads (the decoders read the task streams); it never receives
-a gradient. It is left out here: 245,760 parameters on Swin-T.
+The public code also gives the last block's fc2 a shared update whose output, the last shared
+stream, nothing reads (the decoders read the task streams); it never receives a gradient, but the
+published 8.34 M counts it. ``last_shared_fc2: true`` (the PASCAL configs) builds it too; by default
+it is left out (245,760 parameters on Swin-T).
 
 Swin-T, 4 PASCAL tasks, ``vmt params``: low-rank updates 4,552,704 (shared 4,276,224 + task
 276,480), other trainable 1,599,546, decoders 1,801,472: trainable 7,953,722 (7.95 M). With
 ``model.taps: merged`` the decoders read the wider merged maps (1,946,624, DESIGN.md's 1.94 M):
-trainable 8,098,874, and with the 245,760 unused parameters added back 8,344,634, the published 8.34 M.
+trainable 8,098,874, and with the unused update (``last_shared_fc2``) 8,344,634, the published 8.34 M.
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import Method, MethodConfig, check_positive, register, run_stages
+from .base import NORM_PARAMS, Method, MethodConfig, check_positive, register, run_stages
 from .lora import LoRALinear, LowRank
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
     "patch_embed": re.compile(r"^patch_embed\."),
-    "norm": re.compile(r"\.norm\d?\."),  # patch embedding, blocks and patch merging; not the unused final norm
+    "norm": NORM_PARAMS,
     "rel_pos": re.compile(r"\.relative_position_bias_table$"),
     "merging": re.compile(r"\.downsample\.reduction\."),
 }
@@ -110,6 +111,7 @@ class MTLoRAConfig(MethodConfig):
     task_rank: int = 4  # TS-LoRA (per task) rank
     task_scale: float = 4.0
     also_train: str = ",".join(EXTRAS)  # comma-separated EXTRAS groups; "" trains the low-rank updates only
+    last_shared_fc2: bool = False  # the public code's shared update of the last fc2, which nothing reads
 
     def __post_init__(self) -> None:
         check_positive(self, "mtlora", "rank", "task_rank")
@@ -124,6 +126,10 @@ class MTLoRAConfig(MethodConfig):
 class MTLoRAMethod(Method):
     name = "mtlora"
     config_class = MTLoRAConfig
+
+    @property
+    def has_unused_parameters(self) -> bool:
+        return self.cfg.last_shared_fc2
 
     @property
     def extras(self) -> list[re.Pattern]:
@@ -144,8 +150,9 @@ class MTLoRAMethod(Method):
                     if not is_tap:
                         setattr(parent, attr, LoRALinear(base, 1, cfg.rank, cfg.shared_scale))
                         continue
-                    # Nothing reads the very last shared stream, so the last fc2 gets no shared update.
-                    rank = 0 if (s, attr) == (len(backbone.layers) - 1, "fc2") else cfg.rank
+                    # Nothing reads the very last shared stream: its fc2 update only if asked for.
+                    last = (s, attr) == (len(backbone.layers) - 1, "fc2")
+                    rank = 0 if last and not cfg.last_shared_fc2 else cfg.rank
                     setattr(parent, attr, TaskSpecificLoRALinear(
                         base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked))
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
