@@ -81,3 +81,15 @@ def test_grad_checkpointing_rows_and_identical_gradients(tmp_path: Path) -> None
             grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
         assert grads[0].keys() == grads[1].keys()
         assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0]), backbone
+
+
+def test_unfolded_rows_beside_the_folded_ones(tmp_path: Path) -> None:
+    """``--no-tap-norm`` lets VMT fold its up-projection (rows say so); ``--unfolded`` adds the dense form."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--backbone", "swin_nano", "--size", "32", "--batch", "1", "--tasks", "2", "--methods",
+            "vmt,lora", "--repeats", "1", "--warmup", "0", "--no-tap-norm", "--unfolded", "--json", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["fold_taps"], r["unfolded"]) for r in rows] == [
+        ("vmt", True, False), ("lora", False, False), ("vmt", False, True)]
+    assert all(r["tap_norm"] is False and r["fwd_bwd_ms"] > 0 for r in rows)

@@ -70,7 +70,7 @@ def test_tap_streams_follow_the_equations(images: torch.Tensor) -> None:
     randomise_adapters(model)
     tap: ParallelMLP = model.backbone.layers[1].blocks[-1].mlp
     seen = {}
-    tap.register_forward_hook(lambda mod, inp, out: seen.update(z=inp[0], out=out, off=mod.task_offsets))
+    tap.register_forward_hook(lambda mod, inp, out: seen.update(z=inp[0], out=out, off=mod.task_part))
     with torch.no_grad():
         model.method.taps(model.backbone, images)
         a = tap.adapter

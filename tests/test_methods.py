@@ -17,6 +17,7 @@ from vmt_adapter.models.adapters.mtlora import TaskSpecificLoRALinear
 from vmt_adapter.models.backbones import build_backbone
 from vmt_adapter.models.io import model_from_adapter, save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.models.taps import FactoredTap
 from vmt_adapter.tasks import resolve_tasks
 
 THREE = "semseg,sal,normals"
@@ -469,3 +470,40 @@ def test_fine_tuning_configs_take_the_public_drop_path() -> None:
     assert load_config("pascal-swin-t-vmt", ["data.root=x"]).model.drop_path is None
     assert build_backbone("swin_nano", drop_path=0.2).layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
     assert build_backbone("swin_nano").layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("method", ["vmt", "vmt-lite"])
+def test_folded_up_projection_equals_the_dense_task_streams(method: str, images: torch.Tensor) -> None:
+    """Without a tap norm, R (m + W_t u + b_t) is computed as R m + (R W_t) u + R b_t (models/taps): the same
+    outputs and gradients as the dense streams (in float64, so that only rounding could differ); the fold is on
+    exactly where it is exact."""
+    model = nano(method, tap_norm=False).double()
+    images = images.double()
+    assert model.method.fold_taps
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))  # W_up and the task vectors away from their init
+    model.train()
+
+    def run() -> tuple[dict, dict]:
+        model.zero_grad(set_to_none=True)
+        out = model(images)
+        sum((o * torch.linspace(0, 1, o.numel(), dtype=o.dtype).view_as(o)).sum() for o in out.values()).backward()
+        return ({k: v.detach() for k, v in out.items()},
+                {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+    assert all(isinstance(t, FactoredTap) for t in model.method.taps(model.backbone, images))
+    folded, folded_grads = run()
+    model.method.fold_taps = False
+    assert all(isinstance(t, torch.Tensor) for t in model.method.taps(model.backbone, images))
+    dense, dense_grads = run()
+    for k in dense:
+        torch.testing.assert_close(folded[k], dense[k], rtol=1e-10, atol=1e-10)
+    assert folded_grads.keys() == dense_grads.keys()
+    for n in dense_grads:
+        torch.testing.assert_close(folded_grads[n], dense_grads[n], rtol=1e-9, atol=1e-9, msg=n)
+    # A norm or the merged layout sits between tap and conv: no fold there.
+    assert not nano(method).method.fold_taps
+    merged = nano(method, tap_norm=False, taps="merged")
+    assert not any(isinstance(t, FactoredTap) for t in merged.method.taps(merged.backbone, images.float()))

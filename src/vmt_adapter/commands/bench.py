@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels-last input and conv weights")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="add rows for every one-pass method with gradient checkpointing (train.grad_checkpointing)")
+    p.add_argument("--no-tap-norm", action="store_true",
+                   help="decoders without the per-tap channel norm (model.tap_norm: false), which lets VMT's "
+                        "up-projection fold into their first conv")
+    p.add_argument("--unfolded", action="store_true",
+                   help="with --no-tap-norm: add rows for VMT with the fold switched off (dense task streams)")
     p.add_argument("--json", type=Path, default=None, help="write the rows as a JSON list")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG of time against T")
     p.set_defaults(func=run)
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
         device=args.device, precision=args.precision, repeats=args.repeats, warmup=args.warmup,
         compile=args.compile, channels_last=args.channels_last, grad_checkpointing=args.grad_checkpointing,
+        tap_norm=not args.no_tap_norm, unfolded=args.unfolded,
     )
     if args.threads is not None:
         if args.threads < 1:

@@ -14,6 +14,10 @@ taps. One row per (method, T), each a median over ``repeats`` runs after ``warmu
   ``device.step_peak_memory_mb``. For ``frozen`` it is the ``no_grad`` forward, which is what
   decoder-only training runs on the backbone.
 - ``decoders_fwd_ms``: the T decoders on precomputed taps, ``no_grad``, reported apart.
+- With ``tap_norm`` off, VMT's taps stay factored and its up-projection folds into the decoders'
+  first conv (``models/taps``, ``fold_taps`` in a row): ``fwd_ms`` and ``fwd_bwd_ms`` then stop
+  at the shared map and code, and the T small per-task products move into ``decoders_fwd_ms`` and
+  ``train_step_ms``, which are the figures to compare with the dense form (``unfolded`` rows).
 - ``train_step_ms``: the whole model (decoders included) forward and backward, no optimiser step;
   ``img_per_s_train`` derives from it and ``img_per_s_infer`` from ``fwd_ms + decoders_fwd_ms``.
 - ``train_peak_mem_mb``: peak memory of that whole-model step above what was allocated before it
@@ -40,6 +44,7 @@ from ..errors import ConfigError
 from ..models.adapters import METHODS, Method
 from ..models.backbones import default_size, family_of
 from ..models.factory import ModelConfig, build_model
+from ..models.taps import FactoredTap, task_input
 from ..tasks import TASKS, TaskSpec
 from .report import render_table
 
@@ -63,6 +68,8 @@ class BenchConfig:
     compile: bool = False
     channels_last: bool = False
     grad_checkpointing: bool = False  # also measure every one-pass case with gradient checkpointing
+    tap_norm: bool = True  # the decoders' per-tap channel norm; without it VMT's up-projection folds (models/taps)
+    unfolded: bool = False  # also measure every case that folds with the fold switched off
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
@@ -103,13 +110,15 @@ class Case:
     """One (method, T) model and input, with the passes that are timed (see the module doc)."""
 
     def __init__(self, cfg: BenchConfig, method: str, count: int, device: torch.device,
-                 grad_checkpointing: bool = False) -> None:
+                 grad_checkpointing: bool = False, fold: bool = True) -> None:
         self.method, self.count, self.device, self.precision = method, count, device, cfg.precision
         self.grad_checkpointing = grad_checkpointing
         self.size = cfg.size or default_size(cfg.backbone)
         torch.manual_seed(0)
-        self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method)), bench_tasks(count),
-                                 img_size=self.size)
+        self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method), tap_norm=cfg.tap_norm),
+                                 bench_tasks(count), img_size=self.size)
+        self.unfolded = not fold and self.model.method.fold_taps  # a folding case, measured with the fold off
+        self.model.method.fold_taps &= fold
         self.model.set_grad_checkpointing(grad_checkpointing)
         self.model.to(device)
         self.x = torch.randn(cfg.batch, 3, self.size, self.size, device=device)
@@ -122,6 +131,7 @@ class Case:
             for module in (backbone.patch_embed, *blocks, *self.model.decoders.values()):
                 module.compile()
         self.has_backbone_grads = any(p.requires_grad for p in self.model.backbone.parameters())
+        self.folds = self.model.method.fold_taps
         self.maps: list[torch.Tensor] = []
 
     def taps(self) -> list[torch.Tensor]:
@@ -133,7 +143,7 @@ class Case:
 
     def forward_backward(self) -> None:
         with autocast(self.device, self.precision):
-            loss = sum(t.float().mean() for t in self.taps())
+            loss = sum(p.float().mean() for t in self.taps() for p in (t.parts() if isinstance(t, FactoredTap) else [t]))
         loss.backward()
 
     def keep_taps(self) -> None:
@@ -144,7 +154,7 @@ class Case:
         """The T decoders on the kept taps, routed as ``MultiTaskModel.forward`` routes them."""
         with torch.no_grad(), autocast(self.device, self.precision):
             for i, name in enumerate(self.model.task_names):
-                self.model.decoders[name]([m[i if m.shape[0] > 1 else 0] for m in self.maps], (self.size, self.size))
+                self.model.decoders[name]([task_input(m, i) for m in self.maps], (self.size, self.size))
 
     def train_step(self) -> None:
         with autocast(self.device, self.precision):
@@ -192,6 +202,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
     if cfg.grad_checkpointing:  # the same cases again, recomputing in backward (one-pass methods only)
         cases += [Case(cfg, m, t, device, grad_checkpointing=True) for m in names for t in cfg.task_counts
                   if METHODS[registry_name(m)].one_pass]
+    if cfg.unfolded:  # the folding cases again, with the dense task streams (the equality test's other side)
+        cases += [Case(cfg, c.method, c.count, device, c.grad_checkpointing, fold=False) for c in list(cases)
+                  if c.folds]
     nothing = [lambda: None] * len(cases)
     clear = [c.clear_grads for c in cases]
     trained = [c for c in cases if c.has_backbone_grads]
@@ -227,7 +240,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
         weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
         trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
         rows.append({
-            "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
+            "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing,
+            "fold_taps": c.folds, "unfolded": c.unfolded, "tap_norm": cfg.tap_norm, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
             "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
             "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
             "trainable_backbone_params": sum(q.numel() for q in model.backbone.parameters() if q.requires_grad),
@@ -242,14 +256,14 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
 
 def add_ratios(rows: list[dict]) -> list[dict]:
     """The targets' ratios: ``fwd_bwd_vs_min_t`` (same method, its smallest T) and ``fwd_vs_frozen`` (same T)."""
-    first: dict[tuple[str, bool], dict] = {}
+    first: dict[str, dict] = {}
     for r in rows:
-        key = (r["method"], r.get("grad_checkpointing", False))
+        key = label(r)
         if key not in first or r["tasks"] < first[key]["tasks"]:
             first[key] = r
     frozen = {r["tasks"]: r["fwd_ms"] for r in rows if r["method"] == FROZEN and not r.get("grad_checkpointing")}
     for r in rows:
-        base = first[(r["method"], r.get("grad_checkpointing", False))]["fwd_bwd_ms"]
+        base = first[label(r)]["fwd_bwd_ms"]
         r["fwd_bwd_vs_min_t"] = r["fwd_bwd_ms"] / base if r["fwd_bwd_ms"] is not None and base else None
         r["fwd_vs_frozen"] = r["fwd_ms"] / frozen[r["tasks"]] if r["tasks"] in frozen else None
     return rows
@@ -271,9 +285,10 @@ def format_table(rows: list[dict]) -> str:
     return render_table([h for _, h, _ in COLUMNS], cells)
 
 
-def series(row: dict) -> str:
-    """A row's line in the plot: the method, marked when it ran with gradient checkpointing."""
-    return row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "")
+def label(row: dict) -> str:
+    """A row's series: the method, marked when it ran with gradient checkpointing or with VMT's taps unfolded
+    where its layout lets them fold (``--unfolded``)."""
+    return row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "") + (" (unfolded)" if row.get("unfolded") else "")
 
 
 def plot(rows: list[dict], path: str | Path) -> None:
@@ -286,10 +301,10 @@ def plot(rows: list[dict], path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     counts = sorted({r["tasks"] for r in rows})
     for ax, field, title in zip(axes, ("fwd_ms", "fwd_bwd_ms"), ("forward (no_grad)", "forward + backward")):
-        for label in dict.fromkeys(map(series, rows)):
-            pts = [(r["tasks"], r[field]) for r in rows if series(r) == label and r[field] is not None]
+        for name in dict.fromkeys(map(label, rows)):
+            pts = [(r["tasks"], r[field]) for r in rows if label(r) == name and r[field] is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=label)
+                ax.plot(*zip(*pts), marker="o", label=name)
         ax.set_xticks(counts, [str(c) for c in counts])  # linear T axis: O(T) cost shows as a straight line
         ax.set_xlabel("tasks T")
         ax.set_ylabel("ms per batch (backbone + adapters)")

@@ -13,6 +13,7 @@ from ..tasks import TaskSpec
 from .adapters import Method, build_method
 from .backbones import build_backbone, family_of, weights_identity
 from .decoders import build_decoder
+from .taps import task_input
 
 
 class MultiTaskModel(nn.Module):
@@ -45,6 +46,8 @@ class MultiTaskModel(nn.Module):
         self.method: Method = build_method(method, self.task_names, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
+        self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone)
+                                 and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
         self._freeze()
 
     def _decoder(self, task: TaskSpec) -> nn.Module:
@@ -114,11 +117,9 @@ class MultiTaskModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         size = images.shape[-2:]
-        taps = self.method.taps(self.backbone, images)  # 4 x (T or 1, B, C, H, W)
-        return {
-            name: self.decoders[name]([tap[i if tap.shape[0] > 1 else 0] for tap in taps], size)
-            for i, name in enumerate(self.task_names)
-        }
+        taps = self.method.taps(self.backbone, images)  # 4 x (T or 1, B, C, H, W), or factored
+        return {name: self.decoders[name]([task_input(tap, i) for tap in taps], size)
+                for i, name in enumerate(self.task_names)}
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What an adapter file holds: the method's parameters (trained now or, before ``add_tasks``, earlier),

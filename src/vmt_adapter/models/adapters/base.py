@@ -99,6 +99,8 @@ class Method:
     config_class: type[MethodConfig] = MethodConfig
     trains_backbone = False  # full fine-tuning: every backbone parameter trains, in train mode
     one_pass = True  # False: the backbone runs once per task (T passes)
+    can_fold_taps = False  # whether ``taps`` can return factored maps (``models/taps``): VMT's
+    fold_taps = False  # set by the model where the method can, the layout lets it and the decoders take them
 
     def __init__(self, task_names: list[str], cfg: MethodConfig | None = None) -> None:
         self.task_names = list(task_names)

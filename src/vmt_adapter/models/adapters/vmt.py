@@ -25,6 +25,12 @@ T streams in one batched call, while the main stream goes on into the next stage
 merging is not linear (its LayerNorm), so it cannot be applied to the offsets alone. This costs T
 patch mergings per tap instead of one.
 
+With ``model.taps: stage`` on Swin and decoders without a tap norm (``model.tap_norm: false``),
+nothing non-linear lies between a task stream and its decoder's first 1x1 convolution R, so the
+streams are never made: the taps return the shared map, the code u and the T (d, k) weights
+``s * W_up * (gamma_t - mean gamma)`` with their biases, and each decoder computes
+``R x'_t = R x' + (R W_t) u + R b_t`` (``models/taps``): T x k x r work per pixel instead of T x k x d.
+
 Adding tasks to a trained adapter (``MultiTaskModel.add_tasks``, ``vmt train --from RUN --add-tasks``):
 the mean in the main stream would move with every task added, and with it every old task. So at
 the first addition the main stream's vectors are frozen as buffers at the trained tasks' mean::
@@ -49,6 +55,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
+from ..taps import FactoredTap, Tap
 from .base import Method, MethodConfig, adapted_blocks, check_positive, register
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
@@ -113,8 +120,10 @@ class VMTAdapter(nn.Module):
             self.added_gamma.append(nn.Parameter(self.main_gamma.expand(count, -1).clone()))
             self.added_beta.append(nn.Parameter(self.main_beta.expand(count, -1).clone()))
 
-    def forward(self, z: torch.Tensor, with_tasks: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return ``s * mean_t(o_t)`` (B, N, d) and, if asked, the task offsets (T, B, N, d).
+    def forward(self, z: torch.Tensor, tasks: str | None) -> tuple[torch.Tensor, TaskPart]:
+        """Return ``s * mean_t(o_t)`` (B, N, d) and the task part ``tasks`` asks for: None; ``"offsets"``, the
+        task offsets (T, B, N, d); or ``"factors"``, the code u (B, N, k) with the T tasks' (d, k) weights and
+        (d,) biases, offset_t = W_t u + b_t, for decoders that fold W_t into their first conv (``models/taps``).
 
         Scale, task vectors and biases are folded into the (d, k) weight and the bias (see the
         module doc), so the activations see one matmul for the main stream and one for all tasks.
@@ -126,28 +135,27 @@ class VMTAdapter(nn.Module):
         else:
             g_mean, b_mean = self.main_gamma, self.main_beta
         main = F.linear(u, w * g_mean, self.scale * self.up_bias + w @ b_mean)
-        if not with_tasks:
+        if tasks is None:
             return main, None
+        # One group per addition, each its own product, so that adding tasks leaves the old ones' bits alone.
         groups = [(self.gamma, self.beta), *zip(self.added_gamma, self.added_beta)]
-        offsets = [_offsets(u, w, g, b, g_mean, b_mean) for g, b in groups]
+        factors = [(w * (g - g_mean)[:, None, :], (b - b_mean) @ w.t()) for g, b in groups]  # (T_g, d, k), (T_g, d)
+        if tasks == "factors":
+            return main, (u, torch.cat([f[0] for f in factors]), torch.cat([f[1] for f in factors]))
+        offsets = [F.linear(u, wt.flatten(0, 1), bt.flatten()).unflatten(-1, wt.shape[:2]).movedim(-2, 0)
+                   for wt, bt in factors]  # each T_g, B, N, d (a view)
         return main, offsets[0] if len(offsets) == 1 else torch.cat(offsets)
 
 
-def _offsets(u: torch.Tensor, w: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, g_mean: torch.Tensor,
-             b_mean: torch.Tensor) -> torch.Tensor:
-    """The task streams' offsets from the main stream, (T, B, N, d), for one group of task vectors."""
-    num_tasks, dim = gamma.shape[0], w.shape[0]
-    w_tasks = w * (gamma - g_mean)[:, None, :]  # T, d, k
-    b_tasks = (beta - b_mean) @ w.t()  # T, d
-    offsets = F.linear(u, w_tasks.flatten(0, 1), b_tasks.flatten())  # B, N, T * d
-    return offsets.unflatten(-1, (num_tasks, dim)).movedim(-2, 0)  # T, B, N, d (a view)
+TaskPart = torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
 
 
 class ParallelMLP(nn.Module):
     """Wraps a frozen ``block.mlp`` (kept as ``base_layer``) with a VMT adapter in parallel.
 
     Returns the main stream's MLP output ``m + s * mean_t(o_t)``; at a tap it also leaves the
-    task offsets in ``self.task_offsets`` for the model to collect after the stage has run.
+    task part (``task_mode``: offsets or factors) in ``self.task_part`` for the model to collect after
+    the stage has run.
     """
 
     def __init__(self, base_layer: nn.Module, adapter: VMTAdapter, is_tap: bool) -> None:
@@ -155,10 +163,11 @@ class ParallelMLP(nn.Module):
         self.base_layer = base_layer
         self.adapter = adapter
         self.is_tap = is_tap
-        self.task_offsets: torch.Tensor | None = None
+        self.task_mode = "offsets"
+        self.task_part: TaskPart = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        main, self.task_offsets = self.adapter(z, with_tasks=self.is_tap)
+        main, self.task_part = self.adapter(z, self.task_mode if self.is_tap else None)
         return self.base_layer(z) + main
 
 
@@ -168,6 +177,7 @@ class VMTMethod(Method):
 
     name = "vmt"
     config_class = VMTAdapterConfig
+    can_fold_taps = True
 
     @property
     def lite(self) -> bool:
@@ -193,12 +203,21 @@ class VMTMethod(Method):
         # Decaying gamma towards 0 would fight its init of 1; beta, like a bias, is not decayed either.
         return self.is_task_specific(name)
 
-    def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[Tap]:
         family, out = family_of(backbone), []
-        for level, (stage, main) in enumerate(zip(family.stages(backbone), family.run(backbone, x))):
+        stages = family.stages(backbone)
+        for stage in stages:
+            stage[-1].mlp.task_mode = "factors" if self.fold_taps else "offsets"
+        for level, (stage, main) in enumerate(zip(stages, family.run(backbone, x))):
             tap = stage[-1].mlp
-            offsets, tap.task_offsets = tap.task_offsets, None  # T, B, N, C; don't keep the graph alive
-            streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, *main's layout
+            part, tap.task_part = tap.task_part, None  # don't keep the graph alive
+            if self.fold_taps:
+                u, weights, biases = part
+                code = u.reshape(*main.shape[:-1], u.shape[-1])  # main's layout, k channels
+                maps = [family.maps(backbone, t, x.shape[-2:], level) for t in (main, code)]
+                out.append(FactoredTap(*maps, weights, biases))
+                continue
+            streams = main.unsqueeze(0) + part.view(part.shape[0], *main.shape)  # T, *main's layout
             out.append(family.maps(backbone, streams, x.shape[-2:], level))
         return out
 

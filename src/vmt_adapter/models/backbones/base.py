@@ -60,6 +60,11 @@ class BackboneFamily:
 
     tap_layouts: tuple[str, ...] = ("stage",)  # "stage": the tap blocks' outputs; others per family
 
+    def factorable(self, model: nn.Module) -> bool:
+        """Whether ``maps`` only re-lays tokens out (no resampling, no norm), so that a tap's map of a sum is
+        the sum of the maps and a low-rank offset can stay factored (``models/taps``)."""
+        return False
+
     def tap_channels(self, model: nn.Module) -> list[int]:
         """Channels of the four maps ``maps`` returns, finest first."""
         raise NotImplementedError

@@ -64,6 +64,9 @@ class SwinFamily(BackboneFamily):
 
     tap_layouts = ("stage", "merged")
 
+    def factorable(self, model: SwinTransformer) -> bool:
+        return getattr(model, "tap_layout", "stage") == "stage"  # merged taps pass a LayerNorm
+
     def maps(self, model: SwinTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
              level: int) -> torch.Tensor:
         if getattr(model, "tap_layout", "stage") == "merged" and level + 1 < len(model.layers):

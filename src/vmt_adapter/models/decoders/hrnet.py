@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..taps import LowRankMap
 from .base import channel_norm, check_taps
 
 REDUCED = (18, 36, 72, 144)
@@ -24,6 +25,7 @@ class MultiScaleDecoder(nn.Module):
         super().__init__()
         check_taps(in_channels, len(REDUCED))
         self.norm = channel_norm if tap_norm else nn.Identity()
+        self.accepts_factored = not tap_norm  # nothing but the 1x1 reduction between a tap and its use
         self.reduce = nn.ModuleList(nn.Conv2d(c, r, 1, bias=False) for c, r in zip(in_channels, REDUCED))
         fused = sum(REDUCED)  # 270
         self.head = nn.Sequential(
@@ -33,14 +35,16 @@ class MultiScaleDecoder(nn.Module):
             nn.Conv2d(fused * ratio, out_channels, 1),
         )
 
-    def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-        """``feats``: the tapped maps (B, C_i, H_i, W_i), finest first; returns (B, out, *size)."""
-        fine = feats[0].shape[-2:]
-        maps = [
-            F.interpolate(r(self.norm(f)), size=fine, mode="bilinear", align_corners=False) if i
-            else r(self.norm(f))
-            for i, (r, f) in enumerate(zip(self.reduce, feats))
-        ]
+    def _reduce(self, i: int, f: torch.Tensor | LowRankMap) -> torch.Tensor:
+        if isinstance(f, LowRankMap):  # VMT's up-projection folded into the reduction (models/taps)
+            return f.project(self.reduce[i].weight)
+        return self.reduce[i](self.norm(f))
+
+    def forward(self, feats: list[torch.Tensor | LowRankMap], size: tuple[int, int]) -> torch.Tensor:
+        """``feats``: the tapped maps (B, C_i, H_i, W_i) or factored ones, finest first; returns (B, out, *size)."""
+        maps = [self._reduce(i, f) for i, f in enumerate(feats)]
+        fine = maps[0].shape[-2:]
+        maps = [maps[0]] + [F.interpolate(m, size=fine, mode="bilinear", align_corners=False) for m in maps[1:]]
         out = self.head(torch.cat(maps, dim=1))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
