@@ -507,3 +507,13 @@ def test_folded_up_projection_equals_the_dense_task_streams(method: str, images:
     assert not nano(method).method.fold_taps
     merged = nano(method, tap_norm=False, taps="merged")
     assert not any(isinstance(t, FactoredTap) for t in merged.method.taps(merged.backbone, images.float()))
+
+
+def test_an_adapter_for_another_layout_is_refused_naming_it(tmp_path) -> None:
+    """The tap norm changes no parameter shape, so only the file's record can catch the mismatch."""
+    from vmt_adapter.errors import WeightsError
+    from vmt_adapter.models.io import load_adapter
+
+    save_adapter(nano("vmt", tasks="sal"), tmp_path)
+    with pytest.raises(WeightsError, match=r"tap_norm: file has True, model has False"):
+        load_adapter(nano("vmt", tasks="sal", tap_norm=False), tmp_path)

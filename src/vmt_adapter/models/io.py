@@ -22,6 +22,7 @@ from .multitask import MultiTaskModel
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter.json"
 FORMAT = "vmt-adapter/1"
+OLDER_DEFAULTS = {"decoder": "hrnet", "decoder_ratio": 4, "taps": "stage", "tap_norm": True}
 
 
 def adapter_config(model: MultiTaskModel) -> dict:
@@ -89,11 +90,9 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
     try:
         tasks: list[TaskSpec] = resolve_tasks(_typed(cfg, "tasks", list, path),
                                               _typed(cfg, "task_channels", dict, path, None))
+        layout = {k: _typed(cfg, k, type(v), path, v) for k, v in OLDER_DEFAULTS.items()}
         spec = ModelConfig(backbone=_typed(cfg, "backbone", str, path), method=_typed(cfg, "method", str, path),
-                           pretrained=str(pretrained or ""), decoder=_typed(cfg, "decoder", str, path, "hrnet"),
-                           decoder_ratio=_typed(cfg, "decoder_ratio", int, path, 4),
-                           taps=_typed(cfg, "taps", str, path, "stage"), tap_norm=_typed(cfg, "tap_norm", bool, path, True),
-                           hparams=_typed(cfg, "hparams", dict, path),
+                           pretrained=str(pretrained or ""), **layout, hparams=_typed(cfg, "hparams", dict, path),
                            task_groups=_typed(cfg, "task_groups", list, path, []))
         model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
@@ -121,14 +120,17 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
     path = Path(path)
     cfg = read_adapter_config(path)
     own = adapter_config(model)
-    file_has = cfg | {"decoder": cfg.get("decoder", "hrnet")}  # files before the decoder registry: hrnet
+    # Keys a file may predate take the value every model had then (hrnet, stage taps with their norm, ...).
+    file_has = cfg | {k: cfg.get(k, v) for k, v in OLDER_DEFAULTS.items()}
+    file_has["task_groups"] = cfg.get("task_groups") or [cfg.get("tasks")]
     if cfg.get("method") == model.method.name and isinstance(cfg.get("hparams"), dict):
         try:  # a field the file predates takes its default; an unknown one is refused by name
             file_has["hparams"] = read_config(type(model.method.cfg), cfg["hparams"], model.method.name).to_dict()
         except ConfigError as exc:
             raise WeightsError(f"adapter {path}: {exc}") from None
     diffs = [f"{k}: file has {file_has.get(k)!r}, model has {own[k]!r}"
-             for k in ("backbone", "method", "decoder", "tasks", "hparams") if file_has.get(k) != own[k]]
+             for k in ("backbone", "method", "decoder", "decoder_ratio", "taps", "tap_norm", "tasks", "task_groups",
+                       "hparams") if file_has.get(k) != own[k]]
     if diffs:
         raise WeightsError(f"adapter {path} does not fit this model ({'; '.join(diffs)})")
     base = cfg.get("base_weights")
