@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels-last input and conv weights")
     p.add_argument("--grad-checkpointing", action="store_true",
                    help="add rows for every one-pass method with gradient checkpointing (train.grad_checkpointing)")
+    p.add_argument("--taps", default="stage", help="decoder inputs, as model.taps: stage, or merged (Swin: after "
+                   "the next patch merging, as the public code)")
     p.add_argument("--no-tap-norm", action="store_true",
                    help="decoders without the per-tap channel norm (model.tap_norm: false), which lets VMT's "
                         "up-projection fold into their first conv")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
         device=args.device, precision=args.precision, repeats=args.repeats, warmup=args.warmup,
         compile=args.compile, channels_last=args.channels_last, grad_checkpointing=args.grad_checkpointing,
-        tap_norm=not args.no_tap_norm, unfolded=args.unfolded,
+        taps=args.taps, tap_norm=not args.no_tap_norm, unfolded=args.unfolded,
     )
     if args.threads is not None:
         if args.threads < 1:

@@ -68,6 +68,7 @@ class BenchConfig:
     compile: bool = False
     channels_last: bool = False
     grad_checkpointing: bool = False  # also measure every one-pass case with gradient checkpointing
+    taps: str = "stage"  # model.taps: "merged" passes the task streams through the next patch merging
     tap_norm: bool = True  # the decoders' per-tap channel norm; without it VMT's up-projection folds (models/taps)
     unfolded: bool = False  # also measure every case that folds with the fold switched off
 
@@ -115,7 +116,8 @@ class Case:
         self.grad_checkpointing = grad_checkpointing
         self.size = cfg.size or default_size(cfg.backbone)
         torch.manual_seed(0)
-        self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method), tap_norm=cfg.tap_norm),
+        self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method), taps=cfg.taps,
+                                             tap_norm=cfg.tap_norm),
                                  bench_tasks(count), img_size=self.size)
         self.unfolded = not fold and self.model.method.fold_taps  # a folding case, measured with the fold off
         self.model.method.fold_taps &= fold
@@ -241,7 +243,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
         trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
         rows.append({
             "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing,
-            "fold_taps": c.folds, "unfolded": c.unfolded, "tap_norm": cfg.tap_norm, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
+            "fold_taps": c.folds, "unfolded": c.unfolded, "taps": cfg.taps, "tap_norm": cfg.tap_norm, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
             "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
             "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
             "trainable_backbone_params": sum(q.numel() for q in model.backbone.parameters() if q.requires_grad),
@@ -281,7 +283,8 @@ COLUMNS = (  # field, header, number format
 
 def format_table(rows: list[dict]) -> str:
     """An aligned table of the main fields; ``-`` where a value does not apply."""
-    cells = [["-" if r.get(f) is None else format(r[f], spec) for f, _, spec in COLUMNS] for r in rows]
+    cells = [[label(r) if f == "method" else "-" if r.get(f) is None else format(r[f], spec) for f, _, spec in COLUMNS]
+             for r in rows]
     return render_table([h for _, h, _ in COLUMNS], cells)
 
 
