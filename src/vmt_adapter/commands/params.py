@@ -15,6 +15,8 @@ from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS, PUBLISHED_T
 from ..tasks import resolve_tasks
 
 FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")
+PUBLISHED_FIELDS = ("published", "published_scope", "published_source", "published_vs", "published_constant",
+                    "ours_same_scope")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,10 +53,11 @@ def config_counts(config: str) -> dict:
            "hparams": model.method.hparams()}
     comparable = row["backbone"] == PUBLISHED_BACKBONE and tuple(row["tasks"]) == PUBLISHED_TASKS
     pub = PUBLISHED_COUNTS.get(row["method"]) if comparable else None
-    ours = row[pub.field] + pub.constant if pub else None
-    return row | {"published": pub.params if pub else None, "published_scope": pub.scope if pub else None,
-                  "published_source": pub.source if pub else None, "published_vs": pub.field if pub else None,
-                  "published_constant": pub.constant if pub else None, "ours_same_scope": ours}
+    if pub is None:
+        return row | dict.fromkeys(PUBLISHED_FIELDS)
+    return row | {"published": pub.params, "published_scope": pub.scope, "published_source": pub.source,
+                  "published_vs": pub.field, "published_constant": pub.constant,
+                  "ours_same_scope": row[pub.field] + pub.constant}
 
 
 def format_table(rows: list[dict]) -> str:

@@ -133,7 +133,6 @@ class Case:
             for module in (backbone.patch_embed, *blocks, *self.model.decoders.values()):
                 module.compile()
         self.has_backbone_grads = any(p.requires_grad for p in self.model.backbone.parameters())
-        self.folds = self.model.method.fold_taps
         self.maps: list[torch.Tensor] = []
 
     def taps(self) -> list[torch.Tensor]:
@@ -206,7 +205,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
                   if METHODS[registry_name(m)].one_pass]
     if cfg.unfolded:  # the folding cases again, with the dense task streams (the equality test's other side)
         cases += [Case(cfg, c.method, c.count, device, c.grad_checkpointing, fold=False) for c in list(cases)
-                  if c.folds]
+                  if c.model.method.fold_taps]
     nothing = [lambda: None] * len(cases)
     clear = [c.clear_grads for c in cases]
     trained = [c for c in cases if c.has_backbone_grads]
@@ -243,7 +242,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
         trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
         rows.append({
             "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing,
-            "fold_taps": c.folds, "unfolded": c.unfolded, "taps": cfg.taps, "tap_norm": cfg.tap_norm, "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
+            "fold_taps": model.method.fold_taps, "unfolded": c.unfolded, "taps": cfg.taps, "tap_norm": cfg.tap_norm,
+            "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
             "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
             "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
             "trainable_backbone_params": sum(q.numel() for q in model.backbone.parameters() if q.requires_grad),

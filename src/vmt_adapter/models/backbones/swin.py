@@ -65,11 +65,11 @@ class SwinFamily(BackboneFamily):
     tap_layouts = ("stage", "merged")
 
     def factorable(self, model: SwinTransformer) -> bool:
-        return getattr(model, "tap_layout", "stage") == "stage"  # merged taps pass a LayerNorm
+        return not _merged(model)  # merged taps pass a LayerNorm
 
     def maps(self, model: SwinTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
              level: int) -> torch.Tensor:
-        if getattr(model, "tap_layout", "stage") == "merged" and level + 1 < len(model.layers):
+        if _merged(model) and level + 1 < len(model.layers):
             lead = tokens.shape[:-3]  # every stream (task, batch) through the same frozen merging
             merged = model.layers[level + 1].downsample(tokens.reshape(-1, *tokens.shape[-3:]))
             tokens = merged.reshape(*lead, *merged.shape[1:])
@@ -77,7 +77,12 @@ class SwinFamily(BackboneFamily):
 
     def tap_channels(self, model: SwinTransformer) -> list[int]:
         chans = [info["num_chs"] for info in model.feature_info]
-        return chans[1:] + chans[-1:] if getattr(model, "tap_layout", "stage") == "merged" else chans
+        return chans[1:] + chans[-1:] if _merged(model) else chans
 
     def no_weight_decay(self, model: SwinTransformer) -> set[str]:
         return set(model.no_weight_decay())  # the relative-position tables, wherever they sit
+
+
+def _merged(model: SwinTransformer) -> bool:
+    """Whether the taps are read after the next patch merging (``model.tap_layout``, set by ``MultiTaskModel``)."""
+    return getattr(model, "tap_layout", "stage") == "merged"
