@@ -130,7 +130,7 @@ def test_normals_and_depth_geometry() -> None:
 
 
 def test_splits_disjoint() -> None:
-    assert set(SPLITS) == {"train", "val", "pretrain", "pretrain-val"}
+    assert set(SPLITS) == {"train", "select", "val", "pretrain", "pretrain-val"}
     ranges = sorted(SPLITS.values(), key=lambda r: r.start)
     for a, b in zip(ranges, ranges[1:]):
         assert a.step == 1 and a.stop <= b.start

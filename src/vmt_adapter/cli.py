@@ -10,7 +10,7 @@ from . import __version__
 from .errors import VMTError
 
 # Sub-command modules, in the order ``vmt --help`` lists them. Each defines ``register(subparsers)``.
-COMMANDS = ["params", "train", "eval", "predict", "report", "pretrain", "demo", "data", "bench", "benchmark", "export"]
+COMMANDS = ["params", "train", "eval", "predict", "report", "pretrain", "demo", "data", "bench", "benchmark", "sweep", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

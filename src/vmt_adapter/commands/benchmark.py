@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from ..engine.benchmark import SUITES, run_benchmark
+from ..engine.sweep import load_selection
 from ..errors import ConfigError
 from ..models.adapters import METHODS
 
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the table gives mean ± std over them")
     p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process with "
                    "its share of the cores (default 1)")
+    p.add_argument("--lr-from", help="a sweep.json of `vmt sweep`: train each method at its selected learning rate")
     p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the runs that have finished")
     p.add_argument("--no-subprocess", action="store_true",
                    help="train in this process (faster start; CPU peak memory is then not measured)")
@@ -41,6 +43,7 @@ def command_line(args: argparse.Namespace, out: str) -> str:
     parts += ["--methods", args.methods] if args.methods else []
     parts += ["--seeds", str(args.seeds)] if args.seeds != 1 else []
     parts += ["--jobs", str(args.jobs)] if args.jobs != 1 else []
+    parts += ["--lr-from", args.lr_from] if args.lr_from else []
     for item in args.overrides:
         parts += ["--set", item]
     parts += ["--no-subprocess"] * args.no_subprocess
@@ -55,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     rows = run_benchmark(args.suite, Path(out), methods, overrides, isolated=not args.no_subprocess,
                          progress=not args.no_progress, command=command_line(args, out),
-                         seeds=list(range(args.seeds)), jobs=args.jobs, train=not args.report_only)
+                         seeds=list(range(args.seeds)), jobs=args.jobs, train=not args.report_only,
+                         lrs=load_selection(Path(args.lr_from)) if args.lr_from else None)
     return 1 if any(row["error"] for row in rows) else 0  # the table is written either way

@@ -1,18 +1,22 @@
-"""``vmt pretrain``: dense upstream pretraining of a small backbone on SynthScenes' reserved range."""
+"""``vmt pretrain``: upstream pretraining of a small backbone (image-level SynthStudio by default, or
+the earlier dense SynthScenes recipe with ``--config synth-pretrain``)."""
 
 from __future__ import annotations
 
 import argparse
-from ..engine.config import load_config
+
+from ..engine.config import RunConfig, read_tree, validate
 from ..engine.pretrain import pretrain
+from ..engine.upstream import is_upstream, load_upstream_config, pretrain_upstream
+from ..typed import build
 from .train import format_metrics
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pretrain", help="pretrain a small backbone on SynthScenes' reserved range (dense targets)")
-    p.add_argument("--config", default="synth-pretrain", help="pretraining config, a path or a shipped config's name "
-                   "(default: synth-pretrain)")
+    p = sub.add_parser("pretrain", help="pretrain a small backbone for the embedded benchmark (SynthStudio: "
+                       "masked image modelling + image classification)")
+    p.add_argument("--config", default="synth-upstream", help="pretraining config, a path or a shipped config's "
+                   "name (default: synth-upstream; synth-pretrain is the earlier dense recipe)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable)")
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
@@ -25,11 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
-    cfg = load_config(args.config, overrides)
-    result = pretrain(cfg, args.run, args.out, resume=args.resume, progress=not args.no_progress)
+    tree = read_tree(args.config, overrides)
+    if is_upstream(tree):
+        result = pretrain_upstream(load_upstream_config(tree), args.run, args.out, resume=args.resume,
+                                   progress=not args.no_progress)
+    else:
+        result = pretrain(validate(build(RunConfig, tree)), args.run, args.out, resume=args.resume,
+                          progress=not args.no_progress)
     if result is None:
         print(f"interrupted; continue with --resume --run {args.run}")
         return 130
-    print(format_metrics(result["result"]))
+    r = result["result"]
+    if is_upstream(tree):
+        print(f"held-out top-1 {r['top1']:.2f} % (prior {r['top1_prior']:.2f} %), masked-pixel L1 "
+              f"{r['mim_l1']:.4f} (prior {r['mim_l1_prior']:.4f})")
+    else:
+        print(format_metrics(r))
     print(f"wrote {result['out']}; loss curve {result['loss_png']}")
     return 0

@@ -80,12 +80,15 @@ SYNTH_CONTEXT_IDS: dict[str, int] = {
 # train, val and pretrain never share a scene. "pretrain" is reserved for upstream pretraining of
 # the demo backbone (``vmt pretrain``: depth, edges and the ``coarse_shape`` taxonomy below).
 SPLITS: dict[str, range] = {
-    "train": range(0, 1_000_000),
+    "train": range(0, 900_000),
+    # Held out of train for choosing hyper-parameters (``vmt sweep``): train-distribution scenes that no
+    # training run reads (runs read the first ``num_train`` train scenes), never the reported val split.
+    "select": range(900_000, 1_000_000),
     "val": range(1_000_000, 2_000_000),
     "pretrain": range(2_000_000, 3_000_000),
     "pretrain-val": range(3_000_000, 3_100_000),  # held out from pretraining, for its own evaluation
 }
-DEFAULT_NUM: dict[str, int] = {"train": 2000, "val": 200, "pretrain": 4000, "pretrain-val": 200}
+DEFAULT_NUM: dict[str, int] = {"train": 2000, "select": 200, "val": 200, "pretrain": 4000, "pretrain-val": 200}
 
 # The pretraining taxonomy (``coarse_shape``), coarser than ``SYNTH_CLASSES`` and cut along another
 # line: round solids, solids with straight edges or an axis, and the articulated figure. Downstream

@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +78,15 @@ def _max_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolated: bool) -> dict:
+def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolated: bool,
+            status: str | None = None) -> dict:
     """Train one method and write its ``RECORD``; a ``VMTError`` (e.g. a non-finite loss) is recorded, not raised."""
     device = pick_device(cfg.device)
     reset_peak_memory(device)
     load = _load_average()
     start = time.perf_counter()
     try:
-        trainer = train(cfg, run_dir, resume=resume, progress=progress)
+        trainer = train(cfg, run_dir, resume=resume, progress=progress, status=status)
     except VMTError as exc:
         record: dict[str, Any] = {"error": str(exc)}
     else:
@@ -114,10 +115,11 @@ def _check_same_config(cfg: RunConfig, run_dir: Path) -> None:
                           "use another --out or the same settings")
 
 
-def _start_child(run_dir: Path, resume: bool, progress: bool, threads: int | None) -> subprocess.Popen:
+def _start_child(run_dir: Path, resume: bool, progress: bool, threads: int | None,
+                 status: str | None = None) -> subprocess.Popen:
     """Start ``measure`` in a fresh interpreter (this module's ``__main__``) on the config saved in ``run_dir``."""
     cmd = [sys.executable, "-m", "vmt_adapter.engine.benchmark", str(run_dir)]
-    cmd += ["--resume"] * resume + ["--no-progress"] * (not progress)
+    cmd += ["--resume"] * resume + ["--no-progress"] * (not progress) + (["--status", status] if status else [])
     env = dict(os.environ) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     return subprocess.Popen(cmd, env=env)
 
@@ -177,7 +179,10 @@ def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, prog
                 measure(cfg, run_dir, resume, progress, isolated=False)
                 continue
             save_config(cfg, run_dir / "config.yaml")
-            running.append((run_dir, _start_child(run_dir, resume, progress and jobs == 1, threads)))
+            # Children side by side print status lines instead of progress bars that would overwrite each other.
+            bars = progress and jobs == 1
+            running.append((run_dir, _start_child(run_dir, resume, bars, threads,
+                                                  tag if progress and not bars else None)))
             while len(running) >= jobs:
                 _finish_child(*running.pop(_first_done(running)))
         while running:
@@ -189,12 +194,17 @@ def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, prog
 
 
 def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int], overrides: Sequence[str],
-            isolated: bool, progress: bool, jobs: int = 1) -> None:
-    """Every (seed, method) of a suite, seed by seed, through ``train_runs``."""
+            isolated: bool, progress: bool, jobs: int = 1, lrs: Mapping[str, float] | None = None) -> None:
+    """Every (seed, method) of a suite, seed by seed, through ``train_runs``; ``lrs``: a rate per method."""
     queue = [(seed, method) for seed in seeds for method in methods]
-    train_runs([(method_config(suite, method, [*overrides, f"seed={seed}"]), seed_dir(out, seed) / method,
+    train_runs([(method_config(suite, method, [*overrides, *_lr(lrs, method), f"seed={seed}"]),
+                 seed_dir(out, seed) / method,
                  f"[benchmark] {i}/{len(queue)} seed {seed} {method}") for i, (seed, method) in enumerate(queue, 1)],
                isolated, progress, jobs)
+
+
+def _lr(lrs: Mapping[str, float] | None, method: str) -> list[str]:
+    return [f"train.lr={lrs[method]}"] if lrs else []
 
 
 def _read(path: Path) -> dict:
@@ -225,6 +235,7 @@ def collect_rows(out: Path, methods: Sequence[str], num_tasks: int) -> list[dict
             "trainable_params": params.get("trainable"),
             "backbone_passes": 1 if METHODS[method].one_pass else num_tasks,
             "hparams": _read(run_dir / "adapter.json").get("hparams"),
+            "lr": load_config(run_dir / "config.yaml").train.lr if (run_dir / "config.yaml").exists() else None,
             "wall_s": record.get("wall_s"),
             "peak_mem_mb": record.get("peak_mem_mb"),
             "memory": record.get("memory"),
@@ -262,7 +273,8 @@ def aggregate(per_seed: dict[int, list[dict]]) -> list[dict]:
             "method": first["method"], "metrics": metrics, "metrics_std": std, "dm": dm, "dm_std": dm_std,
             "seeds": [s for s, r in zip(seeds, runs) if r["metrics"]], "dm_seeds": n_dm,
             "adapter_params": first["adapter_params"], "trainable_params": first["trainable_params"],
-            "backbone_passes": first["backbone_passes"], "hparams": first["hparams"], "wall_s": wall,
+            "backbone_passes": first["backbone_passes"], "hparams": first["hparams"], "lr": first.get("lr"),
+            "wall_s": wall,
             "peak_mem_mb": mem, "memory": first["memory"], "resumed": any(r["resumed"] for r in runs),
             "load_average_at_start": first["load_average_at_start"], "dataset_version": first["dataset_version"],
             "error": "; ".join(f"seed {s}: {r['error']}" for s, r in zip(seeds, runs) if r["error"]) or None,
@@ -293,18 +305,19 @@ def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
     specs = [TASKS[t] for t in tasks]
     head = ["method"] + [f"{s.name} {s.headline}{f' ({s.unit})' if s.unit else ''} {'↑' if s.higher_is_better else '↓'}"
                          for s in specs]
-    head += ["dm vs st-full (%) ↑", "seeds", "adapter params", "trainable params", "backbone passes", "wall (s)",
+    head += ["dm vs st-full (%) ↑", "seeds", "lr", "adapter params", "trainable params", "backbone passes", "wall (s)",
              "peak mem (MB)"]
     lines = []
     for r in rows:
         cells = [r["method"]] + [_pm(r["metrics"].get(t), r.get("metrics_std", {}).get(t)) for t in tasks]
         cells += [_pm(r["dm"], r.get("dm_std"), "+.2f"), str(len(r.get("seeds", [0] if r["metrics"] else []))),
-                  _fmt(r["adapter_params"], ","),
+                  _fmt(r.get("lr"), "g"), _fmt(r["adapter_params"], ","),
                   _fmt(r["trainable_params"], ","), _fmt(r["backbone_passes"], "d"),
                   _fmt(r["wall_s"], ".0f") + ("*" if r["resumed"] else ""), _fmt(r["peak_mem_mb"], ".0f")]
         lines.append(cells)
     if prior is not None:
-        lines.append(["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks] + ["-", "-", "0", "0", "0", "-", "-"])
+        lines.append(["prior"] + [_pm(prior["metrics"].get(t), None) for t in tasks]
+                     + ["-", "-", "-", "0", "0", "0", "-", "-"])
     return render_table(head, lines, markdown=True)
 
 
@@ -339,11 +352,13 @@ def _machine(rows: Sequence[dict]) -> str:
 
 
 def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: str, seeds: Sequence[int],
-                     prior: dict | None, tau: dict | None) -> str:
+                     prior: dict | None, tau: dict | None, tuned: bool = False) -> str:
     t, d = cfg.train, cfg.data
+    rate = ("AdamW at each method's learning rate as `vmt sweep` selected it (column lr)" if tuned
+            else f"nothing tuned per method: AdamW lr {t.lr:g}")
     notes = [
-        f"- Same budget for every method, nothing tuned per method: {t.steps} steps x batch {t.batch_size} at "
-        f"{d.size} px, AdamW lr {t.lr:g} (weight decay {t.weight_decay:g}, none on 1-D parameters), {t.warmup_steps} "
+        f"- Same budget for every method: {t.steps} steps x batch {t.batch_size} at "
+        f"{d.size} px, {rate} (weight decay {t.weight_decay:g}, none on 1-D parameters), {t.warmup_steps} "
         f"warm-up steps then cosine, gradient clipping {t.grad_clip:g}, {t.precision}; seeds "
         f"{', '.join(map(str, seeds))} (a seed sets initialisation, augmentation and batch order; the scenes are "
         f"the same); {d.num_train or 'default'} training scenes; evaluation on {d.num_val or 'the default'} "
@@ -386,20 +401,24 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
 
 def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, overrides: Sequence[str] = (),
                   isolated: bool = True, progress: bool = True, command: str = "", seeds: Sequence[int] = (0,),
-                  jobs: int = 1, train: bool = True) -> list[dict]:
+                  jobs: int = 1, train: bool = True, lrs: Mapping[str, float] | None = None) -> list[dict]:
     """Train (or reuse) every method for every seed, then write ``out/results.{json,md}`` and the dm figure.
 
-    ``train=False`` only tabulates the runs that have finished (the others show as missing).
+    ``train=False`` only tabulates the runs that have finished (the others show as missing). ``lrs``
+    (``vmt sweep``'s selection) gives each method its own learning rate.
     """
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    unselected = [m for m in methods if lrs is not None and m not in lrs]
+    if unselected:
+        raise ConfigError(f"--lr-from selects no learning rate for {', '.join(unselected)}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
     if train:
-        run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs)
+        run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs, lrs)
     common = method_config(suite, methods[0], overrides)  # all but model.method, hparams and seed are shared
     per_seed = {s: collect_rows(seed_dir(out, s), methods, len(common.tasks)) for s in seeds}
     rows = aggregate(per_seed)
@@ -409,7 +428,7 @@ def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, o
                "kendall_tau": tau, "per_seed": {str(s): r for s, r in per_seed.items()}}
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     atomic_write(out / "results.md", lambda tmp: Path(tmp).write_text(
-        results_markdown(rows, common, suite, command, seeds, prior, tau)))
+        results_markdown(rows, common, suite, command, seeds, prior, tau, tuned=lrs is not None)))
     plot_dm_params(rows, out / "dm_vs_params.png")
     print(results_table(rows, prior))
     print(f"[benchmark] wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'dm_vs_params.png'}")
@@ -422,10 +441,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dir", type=Path, help="a run directory holding the config.yaml to train")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--status", help="print a line starting with this every few seconds")
     args = p.parse_args(argv)
     try:
         record = measure(load_config(args.run_dir / "config.yaml"), args.run_dir, args.resume,
-                         not args.no_progress, isolated=True)
+                         not args.no_progress, isolated=True, status=args.status)
     except KeyboardInterrupt:
         return 130
     if "error" in record:

@@ -156,16 +156,24 @@ def resolve_config(name_or_path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path} (shipped configs: {', '.join(config_names())})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the YAML file (a path or a shipped config's name), then ``key=value`` overrides."""
+def read_tree(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """The YAML file's mapping (a path or a shipped config's name) with ``key=value`` overrides applied."""
     tree: dict = _read_yaml(resolve_config(path)) if path else {}
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         _set(tree, key.strip(), raw.strip())
-    cfg = build(RunConfig, tree)
-    return validate(cfg)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file (a path or a shipped config's name), then ``key=value`` overrides."""
+    tree = read_tree(path, overrides)
+    if "objective" in tree:  # an upstream pretraining config (engine.upstream)
+        raise ConfigError(f"config {path} is an upstream pretraining config (it has an 'objective' section); "
+                          "use it with vmt pretrain")
+    return validate(build(RunConfig, tree))
 
 
 def validate(cfg: RunConfig) -> RunConfig:

@@ -1,6 +1,6 @@
 """The main job on the embedded default: VMT-Adapter vs the decoder-only baseline on SynthScenes.
 
-Both runs adapt the same pretrained, frozen ``swin_nano`` (``builtin:swin_nano_synth``) with the
+Both runs adapt the same pretrained, frozen ``swin_nano`` (``builtin:swin_nano_studio``) with the
 same data, budget and seed; only the method differs. A finished run is not trained again. The
 report puts the ``prior`` row (best constant prediction, ``engine.prior``) under both, and the
 panels show, per validation image, the ground truth and both methods' predictions in one
@@ -100,7 +100,7 @@ def run_demo(out: Path, config_dir: Path = CONFIG_DIR, overrides: list[str] | No
     vmt, base = results["vmt"], results["decoder-only"]
     wall = time.perf_counter() - start
     report = "\n".join([
-        "# vmt-adapter demo: SynthScenes, swin_nano (pretrained on SynthScenes' reserved range, frozen)",
+        "# vmt-adapter demo: SynthScenes, swin_nano (pretrained on SynthStudio with image-level objectives, frozen)",
         "",
         f"Same data, budget ({cfg.train.steps} steps x batch {cfg.train.batch_size}, {cfg.data.size} px) and seed "
         f"({cfg.seed}) for both methods; dataset {vmt.get('dataset_version')}, {cfg.eval.split} split "

@@ -87,6 +87,9 @@ class TensorBoardLog:
         self._guard(lambda w: w.close())
 
 
+STATUS_EVERY_S = 5.0
+
+
 class NonFiniteLossError(VMTError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -123,8 +126,10 @@ def add_task_overrides(run_dir: str | Path, add: list[str]) -> list[str]:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                 status: str | None = None) -> None:
         self.cfg, self.run_dir, self.resume = cfg, Path(run_dir), resume
+        self.status = status  # without a progress bar: a line starting with this every STATUS_EVERY_S seconds
         self.info = ddp.setup(cfg.device)
         self.progress = progress and self.info.is_main
         seed_everything(cfg.seed, cfg.deterministic)
@@ -264,6 +269,7 @@ class Trainer:
         self.net.train()
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         tic, seen = time.perf_counter(), 0
+        said = tic
         for batch in loader:
             batch = move(batch, dev)
             with autocast(dev, t.precision):
@@ -290,6 +296,11 @@ class Trainer:
             self.step += 1
             seen += batch["image"].shape[0] * self.info.world_size
             bar.update(1)
+            if self.status and self.info.is_main and (time.perf_counter() - said >= STATUS_EVERY_S
+                                                      or self.step == t.steps):
+                said = time.perf_counter()
+                print(f"{self.status} step {self.step}/{t.steps} loss {total.item():.3f} "
+                      f"{seen / (said - tic):.0f} img/s", flush=True)
             if self.step % t.log_every == 0 or self.step == t.steps:
                 vals = ddp.mean_across(self.info, torch.stack([total.detach(), *[losses[k].detach() for k in losses]]))
                 rate = seen / (time.perf_counter() - tic)
@@ -321,9 +332,13 @@ class Trainer:
         return result
 
 
-def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Trainer:
-    """Train (or resume) a run; the returned trainer holds ``result`` (rank 0) and ``interrupted``."""
-    trainer = Trainer(cfg, run_dir, resume, progress)
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+          status: str | None = None) -> Trainer:
+    """Train (or resume) a run; the returned trainer holds ``result`` (rank 0) and ``interrupted``.
+
+    ``status``: when several runs share a terminal (no progress bars), each prints a line starting with
+    it every few seconds."""
+    trainer = Trainer(cfg, run_dir, resume, progress, status)
     try:
         trainer.result = trainer.fit()
     finally:
