@@ -349,7 +349,7 @@ def test_every_method_round_trips_through_from_pretrained(tmp_path, backbone: st
     with torch.no_grad():
         expected = model(images)
         torch.manual_seed(123)  # other random decoders, had anything been left out of the file
-        got = vmt_adapter.from_pretrained(tmp_path, pretrained=base).eval()(images)
+        got = vmt_adapter.from_pretrained(tmp_path, base=base)(images)
     for k in expected:
         torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0)
 
@@ -366,14 +366,13 @@ def test_an_adapter_is_bound_to_its_base_weights(tmp_path) -> None:
     import hashlib
     assert meta == {"name": str(base), "sha256": hashlib.sha256(base.read_bytes()).hexdigest()}
     with pytest.raises(WeightsError, match=r"trained on base weights .*base\.pth.*not on .*other\.pth"):
-        vmt_adapter.from_pretrained(tmp_path, pretrained=other)
-    with pytest.raises(WeightsError, match="not on 'random init'"):
-        vmt_adapter.from_pretrained(tmp_path)
-    vmt_adapter.from_pretrained(tmp_path, pretrained=other, allow_other_base=True)
+        vmt_adapter.from_pretrained(tmp_path, base=other)
+    assert vmt_adapter.from_pretrained(tmp_path).base_weights == meta  # the recorded base by default
+    vmt_adapter.from_pretrained(tmp_path, base=other, allow_other_base=True)
     cfg = json.loads((tmp_path / "adapter.json").read_text())
     (tmp_path / "adapter.json").write_text(json.dumps(cfg | {"format": "something/9"}))
     with pytest.raises(WeightsError, match="format 'something/9'"):
-        vmt_adapter.from_pretrained(tmp_path, pretrained=base)
+        vmt_adapter.from_pretrained(tmp_path, base=base)
 
 
 def test_a_huge_size_is_refused_before_allocation() -> None:

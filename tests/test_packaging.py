@@ -31,6 +31,7 @@ def test_wheel_installs_and_trains_with_shipped_config_names(tmp_path: Path) -> 
     where = subprocess.run([str(py), "-c", "import vmt_adapter; print(vmt_adapter.__file__)"], check=True,
                            capture_output=True, text=True, cwd=work).stdout
     assert where.startswith(str(target)), where  # not the checkout
+    assert (target / "vmt_adapter" / "py.typed").is_file()  # type checkers read the package's hints
     cli = [str(py), "-m", "vmt_adapter.cli"]
     assert "benchmark" in subprocess.run(cli + ["--help"], check=True, capture_output=True, text=True, cwd=work).stdout
     sets = ["data.size=32", "data.num_train=4", "data.num_val=2", "train.batch_size=2", "data.cache_dir=",

@@ -1,15 +1,29 @@
-"""VMT-Adapter: once-for-all multi-task adapters on frozen Swin Transformers."""
+"""VMT-Adapter: once-for-all multi-task adapters on frozen Swin Transformers.
+
+The API (``from_pretrained``, ``preprocess``, ``predict``, ``print_trainable_parameters``) lives in
+``vmt_adapter.api`` and is imported on first use, so that ``import vmt_adapter`` (and ``vmt --help``)
+does not load torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+__all__ = ["__version__", "from_pretrained", "predict", "preprocess", "print_trainable_parameters"]
+
+if TYPE_CHECKING:
+    from .api import from_pretrained, predict, preprocess, print_trainable_parameters
 
 
-def from_pretrained(path, pretrained=None, allow_other_base: bool = False):
-    """Rebuild a trained model from a run or adapter folder (``adapter.json`` + ``adapter.safetensors``).
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import api
 
-    ``pretrained`` names the base backbone weights it was trained on (checked by SHA-256; a
-    ``builtin:`` name works too); ``allow_other_base=True`` skips that check. Imported lazily so
-    that ``import vmt_adapter`` stays cheap.
-    """
-    from .models.io import model_from_adapter
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    return model_from_adapter(path, pretrained=pretrained, allow_other_base=allow_other_base)
+
+def __dir__() -> list[str]:
+    """The public names only (``dir(vmt_adapter)`` is how people discover an API)."""
+    return sorted(__all__)

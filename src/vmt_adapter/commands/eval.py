@@ -9,6 +9,8 @@ from ..engine import distributed as ddp
 from ..engine.evaluate import evaluate_split
 from ..engine.results import eval_file_name, write_eval
 from ..engine.runs import load_run
+from ..engine.score import dataset_obstacle, reference_dataset
+from ..errors import ConfigError
 from .train import format_metrics
 
 
@@ -27,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     extra = [f"eval.reference={args.reference}"] if args.reference else []
     extra += ["eval.full_res=true"] if args.full_res else []
     cfg, model = load_run(run_dir, args.overrides + extra)
+    why = dataset_obstacle(cfg.data.name, reference_dataset(cfg.eval.reference)) if cfg.eval.reference else None
+    if why:  # as `vmt report` withholds it: a dm across datasets compares unlike things
+        raise ConfigError(f"eval.reference {cfg.eval.reference!r}: {why}")
     split = args.split or cfg.eval.split
     info = ddp.setup(cfg.device)
     model.to(info.device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -25,12 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def progress(message: str) -> None:
+    """A line on stderr before each step that can take a while (the export itself takes minutes)."""
+    print(f"vmt export: {message}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
+    progress(f"loading {args.run}")
     cfg, model = load_run(Path(args.run), [])
+    progress(f"exporting to {args.out} (opset {args.opset}; this can take minutes)")
     info = export_onnx(model, args.out, cfg.data.size, dynamic_size=not args.fixed_size, opset=args.opset)
-    shape = "any size" if info["dynamic_size"] else f"{cfg.data.size} x {cfg.data.size} only"
-    print(f"wrote {info['path']}: opset {info['opset']}, {info['bytes'] / 2**20:.1f} MiB, input image (N, 3, H, W) "
-          f"with dynamic N, {shape}; outputs {', '.join(info['tasks'])} ({info['export_s']:.0f} s)")
+    shape = "any height and width" if info["dynamic_size"] else f"{cfg.data.size} x {cfg.data.size} only"
+    print(f"wrote {info['path']}: opset {info['opset']}, {info['bytes'] / 2**20:.1f} MiB, input image "
+          f"(batch, 3, height, width) with any batch, {shape}; outputs {', '.join(info['tasks'])} "
+          f"({info['export_s']:.0f} s)")
     if args.no_check and not args.latency:
         return 0
     data = build_dataset(cfg.data.name, cfg.data.root, cfg.eval.split, cfg.tasks, cfg.data.size, train=False,
@@ -38,12 +47,14 @@ def run(args: argparse.Namespace) -> int:
     images = torch.stack([data[i]["image"] for i in range(min(3, len(data)))])
     worst = 0.0
     if not args.no_check:
+        progress("checking onnxruntime against PyTorch on 3 images")
         diffs = check_onnx(args.out, model, images)
         worst = max(diffs.values())
         print("onnxruntime vs PyTorch on 3 images, largest |difference|: "
               + ", ".join(f"{t} {d:.2e}" for t, d in diffs.items())
               + f" ({'within' if worst <= TOLERANCE else 'ABOVE'} {TOLERANCE:g})")
     if args.latency:
+        progress("timing one image, onnxruntime against PyTorch")
         t = latency(args.out, model, images)
         print(f"latency per image ({t['threads']} threads, median of {t['repeats']}): onnxruntime "
               f"{t['onnxruntime_ms']:.1f} ms, PyTorch eager {t['pytorch_ms']:.1f} ms")

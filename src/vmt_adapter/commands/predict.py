@@ -1,10 +1,11 @@
-"""``vmt predict``: per-task prediction images and a panel per input image."""
+"""``vmt predict``: per-task prediction images, label-index PNGs and a panel per input image."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..data.labels import class_names
 from ..device import pick_device
 from ..engine.predict import predict_files
 from ..engine.runs import load_run
@@ -15,14 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("images", nargs="+", help="image files (any mode PIL reads; converted to RGB)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, default=None,
+                   help="write SIZE x SIZE outputs (default: each input image's own resolution)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    _, model = load_run(Path(args.run), [])
-    device = pick_device(args.device)
-    panels = predict_files(model.to(device), [Path(p) for p in args.images], Path(args.out), device)
+    cfg, model = load_run(Path(args.run), [])
+    names = {spec.name: class_names(cfg.data.name, spec) for spec in model.tasks if spec.kind == "classes"}
+    panels = predict_files(model.to(pick_device(args.device)), [Path(p) for p in args.images], Path(args.out),
+                           args.size, names)
     for p in panels:
         print(p)
     return 0

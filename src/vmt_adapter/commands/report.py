@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="One row per results file (a run's eval.json, or {\"name\", \"metrics\": {task: headline}}); "
         "with --reference, dm % = 100/T sum_t s_t (M_t - M_ref,t) / M_ref,t over the tasks both report.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="results JSON files")
+    parser.add_argument("files", nargs="+", metavar="FILE|RUN",
+                        help="results JSON files, or run folders (their eval.json)")
     parser.add_argument(
         "--reference",
         metavar="NAME|RUN|FILE",
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     ref_dataset = reference_dataset(args.reference) if args.reference else None
     rows = build_rows(args.files, reference, ref_dataset)
     if args.prior:
-        config = Path(args.files[0]).parent / "config.yaml"
+        first = Path(args.files[0])
+        config = (first if first.is_dir() else first.parent) / "config.yaml"
         rows += rows_of_results([prior_result(load_config(config))], reference, ref_dataset=ref_dataset)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -3,8 +3,8 @@
 Why the dynamo exporter (``torch.onnx.export(dynamo=True)``, which needs ``onnxscript``): the
 TorchScript exporter cannot export the decoders' shape-dependent channel norm. Swin pads its windows
 and the ViT resamples its position embedding, so both graphs take any image size by default; the
-batch is always dynamic. onnx, onnxruntime and onnxscript come from the optional extra
-``vmt-adapter[onnx]``.
+batch is always dynamic. The input's dimensions are named ``batch``, ``height`` and ``width``.
+onnx, onnxruntime and onnxscript come from the optional extra ``vmt-adapter[onnx]``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size:
     """Write ``model`` (fp32, CPU, eval mode) to ``out``; returns what was written."""
     require_extra()
     wrapped = TaskOutputs(model)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    dims = {0: batch} | ({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO} if dynamic_size else {})
+    # Named, so that the graph's input reads (batch, 3, height, width) rather than exporter symbols.
+    dim = torch.export.Dim
+    dims = {0: dim("batch", min=1, max=4096)} | ({2: dim("height", min=1), 3: dim("width", min=1)}
+                                                 if dynamic_size else {})
     example = torch.zeros(2, 3, size, size)
     start = time.perf_counter()
 

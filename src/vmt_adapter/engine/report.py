@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..tasks import TASKS, TaskSpec
-from .score import dm_obstacle, load_results, multi_task_score
+from .score import REFERENCES, dm_obstacle, load_results, multi_task_score
 
 
 def rows_of_results(results: Sequence[Mapping[str, Any]], reference: Mapping[str, float] | None,
@@ -15,12 +15,18 @@ def rows_of_results(results: Sequence[Mapping[str, Any]], reference: Mapping[str
     """One ``{"name", "metrics", "dm", "trainable", "note"}`` row per results dict.
 
     ``dm`` is None without a reference, and (with a ``note`` saying why) when the row lacks one of
-    the reference's tasks or was measured on another dataset than ``ref_dataset``.
+    the reference's tasks or was measured on another dataset than ``ref_dataset``. A published row
+    without per-task numbers gives the dm it states, against that reference only.
     """
     rows = []
     for i, result in enumerate(results):
         note = dm = None
-        if reference is not None:
+        if reference is not None and result.get("stated_dm") is not None:
+            same = REFERENCES[result["stated_reference"]] == dict(reference)
+            dm = result["stated_dm"] if same else None
+            note = ("dm as published (no per-task numbers)" if same
+                    else f"no dm: published against {result['stated_reference']} only")
+        elif reference is not None:
             note = dm_obstacle(result, reference, ref_dataset)
             try:
                 dm = None if note else multi_task_score(result["metrics"], reference)
@@ -39,7 +45,7 @@ def build_rows(files: Sequence[str], reference: Mapping[str, float] | None,
 
 
 def footnotes(rows: Sequence[Mapping[str, Any]]) -> str:
-    """One line per row whose dm was withheld, saying why."""
+    """One line per row whose dm was withheld, saying why, or taken as published."""
     return "\n".join(f"- {row['name']}: {row['note']}" for row in rows if row.get("note"))
 
 

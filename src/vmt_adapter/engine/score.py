@@ -48,13 +48,14 @@ def _number(value: Any, path: Path, key: str) -> float:
     return value
 
 
-def _metrics(raw: Any, path: Path) -> dict[str, float]:
+def _metrics(raw: Any, path: Path, may_be_empty: bool = False) -> dict[str, float]:
     """Task -> headline number; a task's full metrics mapping gives its headline.
 
     ``null`` (what ``eval.json`` holds for a metric that came out NaN, e.g. no valid pixel in the
-    split) means "not measured": the task is left out of the row and of dm.
+    split) means "not measured": the task is left out of the row and of dm. Empty only in a published
+    row that states its dm (``may_be_empty``).
     """
-    if not isinstance(raw, dict) or not raw:
+    if not isinstance(raw, dict) or not (raw or may_be_empty):
         raise ConfigError(f"{path}: key 'metrics' must be a non-empty mapping of task to headline metric")
     out = {}
     for task, value in raw.items():
@@ -76,13 +77,16 @@ def _metrics(raw: Any, path: Path) -> dict[str, float]:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a run's ``eval.json`` or a plain ``{"name", "metrics", "trainable"?}`` file.
+    """Read a run's ``eval.json`` (or its run folder) or a plain ``{"name", "metrics", "trainable"?}`` file.
 
-    Returns ``{"name", "metrics": {task: headline}, "trainable": number or None, "path"}``.
-    The name defaults to the file stem, or the run directory's name for ``eval.json``.
-    ``trainable`` is read from ``trainable`` or ``params.trainable``.
+    Returns ``{"name", "metrics": {task: headline}, "trainable": number or None, "path", "dataset",
+    "stated_dm", "stated_reference"}``. The name defaults to the file stem, or the run directory's name
+    for ``eval.json``. ``trainable`` is read from ``trainable`` or ``params.trainable``. A published row
+    without per-task numbers has empty ``metrics`` and states ``dm`` against a built-in ``reference``.
     """
     path = Path(path)
+    if path.is_dir():
+        path = path / "eval.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -106,17 +110,21 @@ def load_results(path: str | Path) -> dict[str, Any]:
     else:
         trainable = None
     dataset = data.get("dataset")
-    return {"name": name, "metrics": _metrics(data["metrics"], path), "trainable": trainable, "path": str(path),
-            "dataset": dataset if isinstance(dataset, str) else None}
+    published = data["metrics"] == {} and data.get("dm") is not None  # a dm without per-task numbers
+    if published and data.get("reference") not in REFERENCES:
+        raise ConfigError(f"{path}: key 'reference' must name the built-in reference its dm is against "
+                          f"({', '.join(REFERENCES)}), got {data.get('reference')!r}")
+    return {"name": name, "metrics": _metrics(data["metrics"], path, may_be_empty=published),
+            "trainable": trainable, "path": str(path), "dataset": dataset if isinstance(dataset, str) else None,
+            "stated_dm": _number(data["dm"], path, "dm") if published else None,
+            "stated_reference": data["reference"] if published else None}
 
 
 def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
     """Headline metrics of a built-in reference (``REFERENCES``) or of a results file."""
     if str(name_or_path) in REFERENCES:
         return dict(REFERENCES[str(name_or_path)])
-    if (Path(name_or_path) / "eval.json").is_file():  # a run folder, e.g. the user's own st-full run
-        return load_results(Path(name_or_path) / "eval.json")["metrics"]
-    if Path(name_or_path).is_file():
+    if Path(name_or_path).exists():  # a results file, or a run folder (e.g. the user's own st-full run)
         return load_results(name_or_path)["metrics"]
     raise ConfigError(f"reference {str(name_or_path)!r}: neither a built-in ({', '.join(REFERENCES)}), a run folder "
                       "nor a results file")
@@ -126,8 +134,14 @@ def reference_dataset(name_or_path: str | Path) -> str | None:
     """The dataset a reference was measured on (a built-in's, or a results file's ``dataset``), if known."""
     if str(name_or_path) in REFERENCE_DATASETS:
         return REFERENCE_DATASETS[str(name_or_path)]
-    path = Path(name_or_path) / "eval.json" if Path(name_or_path).is_dir() else Path(name_or_path)
-    return load_results(path)["dataset"] if path.is_file() else None
+    return load_results(name_or_path)["dataset"] if Path(name_or_path).exists() else None
+
+
+def dataset_obstacle(dataset: str | None, ref_dataset: str | None) -> str | None:
+    """Why results on ``dataset`` cannot be scored against a reference on ``ref_dataset`` (None: they can)."""
+    if ref_dataset and dataset and dataset != ref_dataset:
+        return f"no dm: measured on {dataset}, the reference on {ref_dataset}"
+    return None
 
 
 def dm_obstacle(result: Mapping[str, Any], reference: Mapping[str, float], ref_dataset: str | None) -> str | None:
@@ -135,7 +149,4 @@ def dm_obstacle(result: Mapping[str, Any], reference: Mapping[str, float], ref_d
     missing = [t for t in reference if t not in result["metrics"]]
     if missing:
         return f"no dm: it lacks the reference's task(s) {', '.join(missing)}"
-    dataset = result.get("dataset")
-    if ref_dataset and dataset and dataset != ref_dataset:
-        return f"no dm: measured on {dataset}, the reference on {ref_dataset}"
-    return None
+    return dataset_obstacle(result.get("dataset"), ref_dataset)

@@ -15,7 +15,7 @@ from ..errors import ConfigError, WeightsError
 from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
 from .adapters import read_config
-from .backbones import BACKBONES
+from .backbones import BACKBONES, resolve_weights
 from .factory import ModelConfig, build_model
 from .multitask import MultiTaskModel
 
@@ -81,10 +81,12 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
                        allow_other_base: bool = False) -> MultiTaskModel:
     """Rebuild the model an adapter file was trained with, on a base backbone, and load the file.
 
-    ``pretrained`` must be the base weights the adapter was trained on (checked by SHA-256) unless
-    ``allow_other_base``. This is the library's ``from_pretrained``.
+    ``pretrained`` (default: the base weights ``adapter.json`` records) must be the weights the adapter
+    was trained on (checked by SHA-256) unless ``allow_other_base``. ``vmt_adapter.from_pretrained`` calls this.
     """
     cfg = read_adapter_config(path)
+    if pretrained is None:
+        pretrained = recorded_base(cfg, path)
     if _typed(cfg, "backbone", str, path) not in BACKBONES:  # said here: the backbone's own error names no file
         raise WeightsError(f"adapter {path}: unknown backbone {cfg['backbone']!r}; choose from {', '.join(BACKBONES)}")
     try:
@@ -102,6 +104,18 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
     return model
 
 
+def recorded_base(cfg: dict, path: str | Path) -> str | None:
+    """The base weights an adapter file records (None: random init, or a file older than the record);
+    a recorded file that is not here is named, since the adapter is only valid on it."""
+    base = cfg.get("base_weights")
+    if not isinstance(base, dict) or not base.get("sha256"):
+        return None
+    if not resolve_weights(str(base.get("name"))).is_file():
+        raise WeightsError(f"adapter {path} was trained on base weights {base.get('name')!r}, which are not here; "
+                           "pass their path as base=")
+    return str(base["name"])
+
+
 def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = ...) -> object:
     """``cfg[key]`` checked against ``typ`` (``default`` when absent or null, if one is given)."""
     value = cfg.get(key)
@@ -111,6 +125,11 @@ def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = .
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise WeightsError(f"adapter {path}: {key!r} must be a {typ.__name__}, got {shown}")
     return value
+
+
+def _short(sha256: object) -> str:
+    """The first 12 hex digits of a recorded hash, as messages show it ("none" for random init)."""
+    return str(sha256)[:12] if sha256 else "none"
 
 
 def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool = False) -> None:
@@ -136,8 +155,9 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
     base = cfg.get("base_weights")
     if isinstance(base, dict) and not allow_other_base and base.get("sha256") != model.base_weights["sha256"]:
         raise WeightsError(f"adapter {path} was trained on base weights {base.get('name')!r} "
-                           f"(sha256 {str(base.get('sha256'))[:12]}), not on {model.base_weights['name']!r}; "
-                           "pass the same weights, or allow_other_base=True")
+                           f"(sha256 {_short(base.get('sha256'))}), not on {model.base_weights['name']!r} "
+                           f"(sha256 {_short(model.base_weights['sha256'])}); pass the same weights, "
+                           "or allow_other_base=True")
     weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
     recorded = cfg.get("weights_sha256")
     if recorded is not None and weights.is_file() and sha256_file(weights) != recorded:
