@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from vmt_adapter.cli import main
+from vmt_adapter.data.studio import VERSION as STUDIO_VERSION
 from vmt_adapter.data.synth import VERSION
 from vmt_adapter.engine.config import load_config
 
@@ -136,13 +137,16 @@ def test_config_round_trip() -> None:
     assert cfg.train.steps == 7 and cfg.model.hparams == {"rank": 4} and cfg.model.method == "lora"
 
 
-def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -> None:
+def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capfd) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--no-progress"]
+    args = ["demo", "--out", str(out)]
     shared = [i for i in TINY if not i.startswith("model.hparams")]  # the demo's overrides apply to both methods
     for item in shared + ["train.steps=2", "train.warmup_steps=1", f"data.cache_dir={tmp_path / 'cache'}"]:
         args += ["--set", item]
     assert main(args) == 0
+    if (os.cpu_count() or 1) >= 2:  # side by side, each run prints status lines instead of a progress bar
+        printed = capfd.readouterr().out
+        assert "[demo] vmt step 2/2 loss" in printed and "[demo] decoder-only step 2/2 loss" in printed
     report = (out / "report.md").read_text()
     assert "| vmt |" in report and "| decoder-only |" in report and "| prior |" in report
     rows = json.loads((out / "report.json").read_text())
@@ -152,7 +156,7 @@ def test_demo_runs_end_to_end_and_reuses_finished_runs(tmp_path: Path, capsys) -
     assert (out / "predictions" / "val_0_compare.png").exists() and "val_0_compare.png" in report
     stamp = (out / "vmt" / "eval.json").stat().st_mtime
     assert main(args) == 0
-    assert "reusing it" in capsys.readouterr().out
+    assert "reusing it" in capfd.readouterr().out
     assert (out / "vmt" / "eval.json").stat().st_mtime == stamp
 
 
@@ -165,7 +169,8 @@ def test_pretrain_writes_loadable_fp16_weights_and_its_loss_falls(tmp_path: Path
     out, run = tmp_path / "nano.safetensors", tmp_path / "run"
     sets = ["data.size=64", "data.num_train=4", "data.num_val=4", "train.batch_size=4", "train.log_every=1",
             "train.warmup_steps=5", "data.cache_dir=" + str(tmp_path / "cache"), "train.lr=2e-3"]
-    args = ["pretrain", "--run", str(run), "--out", str(out), "--steps", "40", "--no-progress"]
+    args = ["pretrain", "--config", "synth-pretrain", "--run", str(run), "--out", str(out), "--steps", "40",
+            "--no-progress"]
     assert main(args + [a for item in sets for a in ("--set", item)]) == 0
     with safe_open(str(out), "pt") as f:
         meta = f.metadata()
@@ -180,24 +185,27 @@ def test_pretrain_writes_loadable_fp16_weights_and_its_loss_falls(tmp_path: Path
 
 
 def test_pretrain_refuses_downstream_scenes(tmp_path: Path, capsys) -> None:
-    args = ["pretrain", "--run", str(tmp_path / "r"), "--out", str(tmp_path / "w.safetensors"), "--steps", "1",
-            "--set", "data.train_split=train"]
+    args = ["pretrain", "--config", "synth-pretrain", "--run", str(tmp_path / "r"), "--out",
+            str(tmp_path / "w.safetensors"), "--steps", "1", "--set", "data.train_split=train"]
     assert main(args) == 2
     assert "must not read the downstream" in capsys.readouterr().err
 
 
-def test_shipped_weights_load_into_the_backbone_they_name() -> None:
+@pytest.mark.parametrize("name, dataset, split", [("swin_nano_studio", STUDIO_VERSION, "train"),
+                                                   ("swin_nano_synth", VERSION, "pretrain")])
+def test_shipped_weights_load_into_the_backbone_they_name(name: str, dataset: str, split: str) -> None:
     from safetensors import safe_open
 
     from vmt_adapter.models.backbones import build_backbone, resolve_weights
 
-    path = resolve_weights("builtin:swin_nano_synth")
+    path = resolve_weights(f"builtin:{name}")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-    assert meta["dataset_version"] == VERSION and meta["split"] == "pretrain"
-    backbone = build_backbone(meta["backbone"], pretrained="builtin:swin_nano_synth", img_size=int(meta["size"]))
+    assert meta["dataset_version"] == dataset and meta["split"] == split
+    backbone = build_backbone(meta["backbone"], pretrained=f"builtin:{name}", img_size=int(meta["size"]))
     weights = load_file(str(path))
     assert torch.equal(backbone.state_dict()["patch_embed.proj.weight"], weights["patch_embed.proj.weight"].float())
+
 
 @pytest.mark.parametrize("text, expected", [
     ("train:\n  steps: 2\n  steps: 9999\n", "duplicate key 'steps' at line 3 (first at line 2)"),

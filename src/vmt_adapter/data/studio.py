@@ -280,3 +280,27 @@ class SynthStudio(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return torch.from_numpy(self.images[i]), int(self.labels[i])
+
+
+def save_grid(path: Path, rows: int = 4, columns: int = 8, size: int = 64, seed: int = 0) -> None:
+    """A PNG of the first ``rows x columns`` training images, each enlarged 2x, captioned by class."""
+    from PIL import Image, ImageDraw
+
+    cell = 2 * size
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + 12)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i in range(rows * columns):
+        image, label = render_studio(seed, SPLITS["train"][i], size)
+        x, y = (i % columns) * cell, (i // columns) * (cell + 12)
+        sheet.paste(Image.fromarray(image).resize((cell, cell), Image.NEAREST), (x, y))
+        draw.text((x + 2, y + cell), CLASSES[label], fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write a PNG grid of SynthStudio training images.")
+    parser.add_argument("--grid", type=Path, required=True, help="output PNG")
+    save_grid(parser.parse_args().grid)
