@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from .synth import _HIT, _NORMAL, _Shape, _Texture, _albedo, _colour, _value_noise
+from .synth import _HIT, _NORMAL, _Shape, _Texture, _albedo, _colour, _value_noise, sphere_candidates
 
 VERSION = "synthstudio-1"
 GEOMETRIES = ("ellipsoid", "box", "cylinder", "cone", "capsule")
@@ -165,10 +165,7 @@ def _cast(objects: Sequence[_Posed], o: np.ndarray, d: np.ndarray) -> tuple[np.n
     t = np.full(len(d), np.inf)
     oid = np.full(len(d), -1)
     for k, ob in enumerate(objects):
-        oc = ob.pos - o
-        b = d @ oc
-        c = oc @ oc - ob.radius**2
-        cand = np.flatnonzero((b > 0.0) & (b * b >= c)) if c > 0.0 else np.arange(len(d))
+        cand = sphere_candidates(ob.pos, ob.radius, o, d)
         if cand.size == 0:
             continue
         tk = _hit(ob.shape, (o - ob.pos) @ ob.rot, d[cand] @ ob.rot)  # rays in the object's frame

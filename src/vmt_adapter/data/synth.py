@@ -540,6 +540,14 @@ _NORMAL: dict[str, Callable[[_Shape, np.ndarray], np.ndarray]] = {
 }  # fmt: skip
 
 
+def sphere_candidates(centre: np.ndarray, radius: float, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Indices of the rays from ``o`` (3,) along unit ``d`` (M, 3) that meet a bounding sphere ahead of ``o``."""
+    oc = centre - o
+    b = d @ oc
+    c = oc @ oc - radius**2
+    return np.flatnonzero((b > 0.0) & (b * b >= c)) if c > 0.0 else np.arange(len(d))
+
+
 def _cast_shapes(shapes: Sequence[_Shape], o: np.ndarray, d: np.ndarray, t: np.ndarray, sid: np.ndarray) -> None:
     """Lower ``t`` / set ``sid`` (2 + shape index) in place where a shape is nearer.
 
@@ -558,10 +566,7 @@ def _cast_shapes(shapes: Sequence[_Shape], o: np.ndarray, d: np.ndarray, t: np.n
             inside = (plane[:, 0] - cx) ** 2 + (plane[:, 1] - cy) ** 2 <= s.bound_r**2
             cand = np.flatnonzero(inside & (along < s.bound_c @ d + s.bound_r))
         else:
-            oc = s.bound_c - o
-            b = d @ oc
-            c = oc @ oc - s.bound_r**2
-            cand = np.flatnonzero((b > 0.0) & (b * b >= c)) if c > 0.0 else np.arange(len(d))
+            cand = sphere_candidates(s.bound_c, s.bound_r, o, d)
         if cand.size == 0:
             continue
         tk = _HIT[s.kind](s, o[cand], d) if d.ndim == 1 else _HIT[s.kind](s, o, d[cand])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import torch
+from torch import nn
+
 from ..models.multitask import MultiTaskModel
 
 
@@ -36,3 +39,11 @@ def warmup_cosine(warmup: int, total: int, lr: float = 1.0, warmup_lr: float | N
         progress = (step - warmup) / max(1, total - warmup)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """Backward, clip the gradient norm (0: no clipping), step; the update every training loop shares."""
+    loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()

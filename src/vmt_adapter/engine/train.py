@@ -29,7 +29,7 @@ from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
-from .optim import param_groups, warmup_cosine
+from .optim import optimizer_step, param_groups, warmup_cosine
 from .results import write_eval
 from .runlock import RunLock
 
@@ -288,10 +288,7 @@ class Trainer:
                                              + kept)
                 self.skipped += 1
             else:
-                total.backward()
-                if t.grad_clip > 0:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                self.optimizer.step()
+                optimizer_step(total, self.model, self.optimizer, t.grad_clip)
             self.scheduler.step()
             self.step += 1
             seen += batch["image"].shape[0] * self.info.world_size

@@ -37,8 +37,9 @@ from ..fileio import atomic_write
 from ..models.backbones import build_backbone, family_of
 from ..typed import build
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .optim import warmup_cosine
+from .optim import optimizer_step, warmup_cosine
 from .runlock import RunLock
+from .train import NonFiniteLossError
 
 
 @dataclass
@@ -363,13 +364,10 @@ class UpstreamRun:
             mask[:n_masked] = random_masks(n_masked, c.data.size, o.mask_unit, o.mask_ratio, gen)
             total, parts = losses(self.model, x, labels, mask.to(self.device), o.cls_weight)
             if not torch.isfinite(total):
-                raise CheckpointError(f"non-finite pretraining loss at step {self.step + 1}; the last good "
+                raise NonFiniteLossError(f"non-finite pretraining loss at step {self.step + 1}; the last good "
                                       f"checkpoint is kept in {self.run_dir}")
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if t.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            self.optimizer.step()
+            optimizer_step(total, self.model, self.optimizer, t.grad_clip)
             self.scheduler.step()
             self.step += 1
             seen += t.batch_size
