@@ -47,7 +47,7 @@ class TaskSpec:
 
 
 # Channels are PASCAL-Context's; datasets with other label sets override them (see ``resolve_tasks``).
-# Loss weights are the public MTLoRA / Vandenhende recipe (DESIGN.md section 2).
+# Loss weights are the public MTLoRA / Vandenhende recipe (docs/design.md, section 5.3).
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (

@@ -18,7 +18,7 @@ from ..errors import DataError
 from .nyud import NYUDv2MT
 from .pascal import FolderDataset, PascalContextMT, read_ids
 
-# Split sizes of the public releases (DESIGN.md section 2); exports of SynthScenes have their own.
+# Split sizes of the public releases (docs/design.md, sections 5.1 and 6); exports of SynthScenes have their own.
 EXPECTED_IDS: dict[str, dict[str, int]] = {"pascal": {"train": 4998, "val": 5105}, "nyud": {"train": 795, "val": 654}}
 LOADERS: dict[str, type[FolderDataset]] = {"pascal": PascalContextMT, "nyud": NYUDv2MT}
 SPLITS = ("train", "val")

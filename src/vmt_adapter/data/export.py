@@ -1,10 +1,10 @@
 """Write SynthScenes in the exact on-disk layouts of PASCAL-Context multi-task and NYUD-v2.
 
 Why: the real loaders (``pascal.py``, ``nyud.py``) must be exercised end to end on real file
-formats (jpg, png, MATLAB v5 ``.mat``) without the real datasets (DESIGN.md section 3). Sample i of
+formats (jpg, png, MATLAB v5 ``.mat``) without the real datasets (docs/design.md, section 7). Sample i of
 the exported ``train`` (``val``) split is SynthScenes ``train`` (``val``) sample i, with the same id.
 
-PASCAL layout (DESIGN.md section 2): ``JPEGImages/<id>.jpg`` (quality 95, 4:4:4),
+PASCAL layout (docs/design.md, section 5.1): ``JPEGImages/<id>.jpg`` (quality 95, 4:4:4),
 ``ImageSets/Context/{train,val}.txt``, ``semseg/pascal-context/<id>.png``, ``human_parts/<id>.mat``,
 ``sal_distill/<id>.png`` (0 / 255), ``normals_distill/<id>.png`` (RGB ``round((n + 1) / 2 * 255)``),
 ``pascal-context/trainval/<id>.mat`` (``LabelMap`` = the synth ``context`` ids). NYUD layout:

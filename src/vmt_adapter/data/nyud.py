@@ -1,6 +1,6 @@
 """NYUD-v2 multi-task (semseg 40, depth, normals, edge) in the public reference layout.
 
-Layout and rules from DESIGN.md section 2, checked against Multi-Task-Learning-PyTorch
+Layout and rules from docs/design.md, section 6, checked against Multi-Task-Learning-PyTorch
 ``data/nyud.py``: ``images/<id>.jpg``, ``segmentation/<id>.png`` (0 = unlabelled -> 255 ignore,
 1..40 -> 0..39), ``depth/<id>.npy`` (metres, 0 invalid), ``normals/<id>.npy`` (H x W x 3),
 ``edge/<id>.npy`` (binary), ids in ``gt_sets/{train,val}.txt``. Read-only, like the PASCAL loader;

@@ -1,6 +1,6 @@
 """PASCAL-Context multi-task (Vandenhende et al. / MTLoRA format) and the shared on-disk dataset machinery.
 
-Layout and decoding rules are DESIGN.md section 2, checked against the public reference loader
+Layout and decoding rules are docs/design.md, section 5.1, checked against the public reference loader
 (Multi-Task-Learning-PyTorch, ``data/pascal_context.py``, itself from facebookresearch/astmt).
 Every file is validated (readable, same size as the image, labels in range) and a problem raises a
 ``DataError`` naming the file. The loader only reads: nothing is ever written under ``root`` and

@@ -1,7 +1,7 @@
 """SynthScenes: procedural, analytically ray-cast scenes with exact per-pixel ground truth.
 
 Why it exists: nothing can be downloaded at run time, yet the whole multi-task pipeline must run
-and be tested on a laptop (DESIGN.md section 3). Every sample is a pure function of
+and be tested on a laptop (docs/design.md, section 7). Every sample is a pure function of
 ``(seed, index, size)`` and
 ``VERSION``; the scene is drawn from ``np.random.default_rng([seed, index])`` before the
 sampling grid is known, so two resolutions show the same scene.
@@ -101,7 +101,7 @@ COARSE_OF_CLASS: dict[str, str] = {
 }  # fmt: skip
 _COARSE_LUT = np.array([COARSE_SHAPES.index(COARSE_OF_CLASS[c]) for c in SYNTH_CLASSES], np.uint8)
 
-# PASCAL-Part person part names of the figure's limbs, and their 6-part ids (DESIGN.md section 2).
+# PASCAL-Part person part names of the figure's limbs, and their 6-part ids (docs/design.md, section 5.1).
 PART_IDS: dict[str, int] = {
     "head": 1, "torso": 2, "luarm": 3, "ruarm": 3, "llarm": 4, "rlarm": 4,
     "luleg": 5, "ruleg": 5, "llleg": 6, "rlleg": 6,

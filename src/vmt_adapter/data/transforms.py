@@ -6,7 +6,7 @@ and one array per task in the layout of ``vmt_adapter.tasks``' kinds: label maps
 
 Training augmentation follows the public recipe (Vandenhende's Multi-Task-Learning-PyTorch,
 ``data/custom_transforms.py``: ``RandomHorizontalFlip``, ``ScaleNRotate``, ``FixedResize``;
-DESIGN.md section 2): flip with probability 1/2, scale in [0.75, 1.25], rotation in [-20, 20]
+docs/design.md, section 5.2): flip with probability 1/2, scale in [0.75, 1.25], rotation in [-20, 20]
 degrees about the image centre on a canvas of the input size, then resize to ``size`` x ``size``.
 Here the three are composed into one affine map and every task is resampled once with it
 (``torch.nn.functional.grid_sample``), so a label is never interpolated twice and all tasks share

@@ -4,7 +4,7 @@ Every loss is a mean over the *valid* pixels of the batch (ignore 255, zero-norm
 depth 0). A batch with no valid pixel for a task gives exactly 0, still attached to the graph,
 so a rare all-ignore batch (e.g. human parts on images without a person) never yields NaN.
 
-Choices against the public MTL code (Vandenhende et al., MTLoRA), DESIGN.md section 2:
+Choices against the public MTL code (Vandenhende et al., MTLoRA), docs/design.md, section 5.3:
 
 - ``binary`` (saliency): balanced BCE as ``BalancedCrossEntropyLoss``: with ``w`` the fraction
   of negative valid pixels in the batch, positives are weighted ``w`` and negatives ``1 - w``.

@@ -9,7 +9,7 @@ int64 / float64; each batch adds small per-batch reductions to it.
 ``update(pred, target)`` takes the model's raw output for the task (logits, unnormalised normals,
 raw depth; see ``vmt_adapter.tasks`` for targets). ``compute()`` returns plain floats; a meter
 that saw no valid pixel returns NaN. Conventions follow the public MTL evaluation code
-(Vandenhende et al., MTLoRA), DESIGN.md section 2; where this module departs, it says so.
+(Vandenhende et al., MTLoRA), docs/design.md, section 5.4; where this module departs, it says so.
 """
 
 from __future__ import annotations

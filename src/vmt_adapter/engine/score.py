@@ -1,7 +1,7 @@
 """The multi-task score (delta_m) against a single-task reference, and reading results files.
 
 ``dm = 100 / T * sum_t s_t * (M_t - M_ref,t) / M_ref,t`` over the T tasks both sides report, with
-``s_t = +1`` when higher is better and ``-1`` otherwise (from the task table). DESIGN.md section 2.
+``s_t = +1`` when higher is better and ``-1`` otherwise (from the task table). docs/design.md, section 5.5.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..tasks import TASKS
 # Single-task full fine-tuning of Swin-T on PASCAL-Context (headline metrics: mIoU %, mIoU %,
 # mIoU %, mean angular error deg): the row of the Polyhistor-line single-task table (Polyhistor,
 # NeurIPS 2022, Table 1) that MTLoRA (CVPR 2024) and TADFormer reprint and that the VMT-Adapter /
-# MTLoRA / TADFormer dm figures use. See DESIGN.md section 2.
+# MTLoRA / TADFormer dm figures use. See docs/design.md, section 5.7.
 REFERENCES: dict[str, dict[str, float]] = {
     "pascal-swin-t": {"semseg": 67.21, "human_parts": 61.93, "sal": 62.35, "normals": 17.97},
 }

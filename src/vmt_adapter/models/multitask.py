@@ -131,7 +131,7 @@ class MultiTaskModel(nn.Module):
         return state
 
     def parameter_counts(self) -> dict[str, int]:
-        """Adapter, decoder, other trainable and frozen parameter counts (DESIGN.md 1.3 scopes)."""
+        """Adapter, decoder, other trainable and frozen parameter counts (the scopes of docs/design.md, section 3)."""
         counts = dict(adapter=0, adapter_task_specific=0, decoders=0, other_trainable=0, trainable=0, frozen=0)
         for name, p in self.named_parameters():  # tied parameters are listed (and counted) once
             n = p.numel()

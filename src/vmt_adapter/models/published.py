@@ -1,8 +1,8 @@
 """Trainable-parameter counts the papers publish (Swin-T, PASCAL-Context, 4 tasks), with their scope.
 
-Only numbers that DESIGN.md or the papers' public text give; a method without one is absent.
+Only numbers that docs/design.md, section 5.7, lists with their sources; a method without one is absent.
 ``field`` names the ``MultiTaskModel.parameter_counts`` entry with the same scope as the published
-figure, so that ``vmt params`` can set ours beside it (DESIGN.md 1.3: never compare scopes blindly);
+figure, so that ``vmt params`` can set ours beside it (docs/design.md, section 3: never compare scopes blindly);
 the settings behind each figure are those of ``configs/pascal-swin-t-<method>.yaml``.
 """
 
@@ -16,7 +16,7 @@ PUBLISHED_TASKS = ("semseg", "human_parts", "sal", "normals")  # ... and the fou
 
 # Every full-scope count of the Polyhistor table carries about 0.60 M that no component explains:
 # 112.62 M = 4 x 27,517,818 (backbones) + 1,946,624 (reference decoders) + 0.602 M, and
-# 30.06 M = 29,464,442 + 0.596 M (issue 13's arithmetic; the table prints two decimals, so the
+# 30.06 M = 29,464,442 + 0.596 M (docs/design.md, section 3; the table prints two decimals, so the
 # constant is known to about +- 0.005 M). Ours is shown with and without it, never silently.
 UNEXPLAINED = 600_000
 
@@ -52,8 +52,8 @@ PUBLISHED_COUNTS: dict[str, Published] = {
 
 
 # Published multi-task scores on PASCAL-Context with Swin-T (dm %, against single-task full
-# fine-tuning), as commonly reprinted in the VMT-Adapter / MTLoRA line of tables (issue 10 lists
-# them). The embedded benchmark's ranking is compared with this one (Kendall tau), never tuned to it.
+# fine-tuning), as commonly reprinted in the VMT-Adapter / MTLoRA line of tables (docs/design.md,
+# section 5.7). The embedded benchmark's ranking is compared with this one (Kendall tau), never tuned to it.
 PUBLISHED_DM: dict[str, float] = {
     "vmt": 3.96, "mtlora": 2.55, "mt-full": 2.23, "vmt-lite": 1.34, "st-full": 0.0, "lora": -2.17,
     "adapter": -2.71, "bitfit": -4.60, "vpt-deep": -10.85, "decoder-only": -11.02,

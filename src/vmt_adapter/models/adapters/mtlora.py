@@ -31,7 +31,7 @@ it is left out (245,760 parameters on Swin-T).
 
 Swin-T, 4 PASCAL tasks, ``vmt params``: low-rank updates 4,552,704 (shared 4,276,224 + task
 276,480), other trainable 1,599,546, decoders 1,801,472: trainable 7,953,722 (7.95 M). With
-``model.taps: merged`` the decoders read the wider merged maps (1,946,624, DESIGN.md's 1.94 M):
+``model.taps: merged`` the decoders read the wider merged maps (1,946,624, the 1.94 M of docs/design.md, section 2):
 trainable 8,098,874, and with the unused update (``last_shared_fc2``) 8,344,634, the published 8.34 M.
 """
 

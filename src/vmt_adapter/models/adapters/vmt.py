@@ -17,7 +17,7 @@ up-projection whatever T is. At a tap the T task streams differ from the main st
 tasks. The k-vectors scale the small (d, k) weight rather than the (B, N, k) activations,
 ``(u * g + b) @ W^T = u @ (W * g)^T + W @ b``, so the T offsets are one matmul of ``u`` against
 T stacked (d, k) weights and no (T, B, N, k) tensor is ever made. Lite ties ``W_up = W_down^T`` (one
-parameter, the same storage); its biases stay separate. See DESIGN.md section 1.1.
+parameter, the same storage); its biases stay separate. See docs/design.md, section 1.
 
 With ``model.taps: merged`` (the public code's decoder inputs, after the next stage's patch merging)
 each task stream x'_t at a tap goes through that frozen patch merging on its own, ``P(x'_t)`` for the

@@ -1,4 +1,4 @@
-"""``hrnet``: the per-task decoder of the benchmark's public code (MTLoRA / Polyhistor line, DESIGN.md 1.2),
+"""``hrnet``: the per-task decoder of the benchmark's public code (MTLoRA / Polyhistor line, docs/design.md, section 2),
 an HRNet-style fusion head.
 
 Each tapped map is first layer-normalised over its channels (``base.channel_norm``, no
