@@ -36,6 +36,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -46,7 +47,11 @@ from ..models.backbones import default_size, family_of
 from ..models.factory import ModelConfig, build_model
 from ..models.taps import FactoredTap, task_input
 from ..tasks import TASKS, TaskSpec
+from .figures import method_colour, pyplot, save_figure
 from .report import render_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FROZEN = "frozen"  # the bare frozen backbone: the registry's base method, under its benchmark name
 TASK_ORDER = ("semseg", "human_parts", "sal", "normals", "depth", "edge")
@@ -294,20 +299,22 @@ def label(row: dict) -> str:
     return row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "") + (" (unfolded)" if row.get("unfolded") else "")
 
 
-def plot(rows: list[dict], path: str | Path) -> None:
-    """Time against T per method, forward and forward+backward side by side (PNG, Agg backend)."""
-    import matplotlib
+# A method's variants keep its colour and differ by the line: (gradient checkpointing, unfolded) -> style.
+LINESTYLES = {(False, False): "-", (True, False): "--", (False, True): ":", (True, True): "-."}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+def figure(rows: list[dict]) -> Figure:
+    """Time against T per series, forward and forward+backward side by side; a method has one colour in both."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     counts = sorted({r["tasks"] for r in rows})
     for ax, field, title in zip(axes, ("fwd_ms", "fwd_bwd_ms"), ("forward (no_grad)", "forward + backward")):
         for name in dict.fromkeys(map(label, rows)):
-            pts = [(r["tasks"], r[field]) for r in rows if label(r) == name and r[field] is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=name)
+            series = [r for r in rows if label(r) == name and r[field] is not None]
+            if series:
+                first = series[0]
+                ax.plot([r["tasks"] for r in series], [r[field] for r in series], marker="o", label=name,
+                        color=method_colour(registry_name(first["method"])),
+                        ls=LINESTYLES[bool(first.get("grad_checkpointing")), bool(first.get("unfolded"))])
         ax.set_xticks(counts, [str(c) for c in counts])  # linear T axis: O(T) cost shows as a straight line
         ax.set_xlabel("tasks T")
         ax.set_ylabel("ms per batch (backbone + adapters)")
@@ -317,5 +324,9 @@ def plot(rows: list[dict], path: str | Path) -> None:
     r0 = rows[0]
     fig.suptitle(f"{r0['backbone']} {r0['size']} px, batch {r0['batch']}, {r0['device']} ({r0['threads']} threads), "
                  f"{r0['precision']}, median of {r0['repeats']}")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot(rows: list[dict], path: str | Path) -> None:
+    """``figure(rows)`` as a PNG."""
+    save_figure(figure(rows), path, dpi=120)

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import scipy.stats
 import torch
@@ -33,14 +33,17 @@ from ..device import peak_memory_mb, pick_device, reset_peak_memory
 from ..errors import ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.adapters import METHODS
-from ..models.adapters.vmt import VMTMethod
 from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
 from .config import CONFIG_DIR, RunConfig, flatten_config, load_config, save_config
+from .figures import label_points, method_colour, pyplot, save_figure
 from .prior import prior_result
 from .report import render_table
 from .score import load_results, multi_task_score
 from .train import train
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SUITES = {"synth": "synth-vmt.yaml"}  # suite -> base config; model.method is overridden per method
 REFERENCE = "st-full"  # dm of every row is against this method's run in the same benchmark
@@ -321,27 +324,31 @@ def results_table(rows: Sequence[dict], prior: dict | None = None) -> str:
     return render_table(head, lines, markdown=True)
 
 
-def plot_dm_params(rows: Sequence[dict], path: Path) -> None:
-    """The usual PEFT figure: dm (mean ± std over seeds) against trainable parameters, log x."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def dm_params_figure(rows: Sequence[dict]) -> Figure:
+    """The usual PEFT figure: dm (mean ± std over seeds) against trainable parameters, log x, each point
+    labelled in its method's colour without overlaps."""
     shown = [r for r in rows if r["dm"] is not None and r["trainable_params"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in shown:
-        ax.errorbar(r["trainable_params"], r["dm"], yerr=r["dm_std"] or 0, fmt="o", capsize=3,
-                    color="C3" if issubclass(METHODS[r["method"]], VMTMethod) else "C0")
-        ax.annotate(r["method"], (r["trainable_params"], r["dm"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+    fig, ax = pyplot().subplots(figsize=(7, 4.5))
+    points = [(r["trainable_params"], r["dm"]) for r in shown]
+    spreads = [r["dm_std"] or 0 for r in shown]
+    colours = [method_colour(r["method"]) for r in shown]
+    for (x, y), spread, colour in zip(points, spreads, colours):
+        ax.errorbar(x, y, yerr=spread, fmt="o", capsize=3, color=colour)
     ax.set_xscale("log")
+    ax.margins(x=0.15)  # room for the outermost points' labels inside the axes
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("trainable parameters (decoders included, log scale)")
     ax.set_ylabel("dm vs st-full (%), mean ± std over seeds")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    label_points(ax, points, [r["method"] for r in shown], colours,
+                 extents=[(y - spread, y + spread) for (_, y), spread in zip(points, spreads)])
+    return fig
+
+
+def plot_dm_params(rows: Sequence[dict], path: Path) -> None:
+    """``dm_params_figure(rows)`` as a PNG."""
+    save_figure(dm_params_figure(rows), path)
 
 
 def _machine(rows: Sequence[dict]) -> str:
@@ -373,7 +380,7 @@ def results_markdown(rows: Sequence[dict], cfg: RunConfig, suite: str, command: 
         "- prior: the best constant prediction per task on the same split (majority label, positive frequency "
         "and mean normal per pixel position), the floor of every column.",
         "- adapter params: the method's PEFT parameters only (the scope of the paper's 1.13 M); trainable params: "
-        "everything trained, decoders included (DESIGN.md 1.3).",
+        "everything trained, decoders included (docs/design.md, section 3).",
         "- backbone passes: per image, to serve all tasks (per-task methods run the backbone once per task).",
         "- wall (s): mean over seeds of the method's whole training call (model build, training, final "
         "evaluation); `*` marks a resumed run, whose time and memory are those of its last segment only.",

@@ -24,6 +24,7 @@ from ..fileio import atomic_write
 from ..models.backbones import family_of
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
+from .figures import pyplot, save_figure
 from .train import train
 
 
@@ -54,13 +55,9 @@ def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int
 
 def plot_losses(log: Path, out: Path) -> None:
     """Training loss per task (log scale) and the evaluations logged on the way, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     train_rows = [r for r in records if "losses" in r]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = pyplot().subplots(figsize=(7, 4))
     for task in train_rows[0]["losses"] if train_rows else []:
         ax.plot([r["step"] for r in train_rows], [r["losses"][task] for r in train_rows], label=task, lw=1)
     ax.plot([r["step"] for r in train_rows], [r["loss"] for r in train_rows], label="weighted total", color="k", lw=1.5)
@@ -70,8 +67,7 @@ def plot_losses(log: Path, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def pretrain(cfg: RunConfig, run_dir: str | Path, out: str | Path, resume: bool = False,

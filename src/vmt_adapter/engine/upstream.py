@@ -37,6 +37,7 @@ from ..fileio import atomic_write
 from ..models.backbones import build_backbone, family_of
 from ..typed import build
 from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .figures import pyplot, save_figure
 from .optim import optimizer_step, warmup_cosine
 from .runlock import RunLock
 from .train import NonFiniteLossError
@@ -231,14 +232,10 @@ def _param_groups(model: MaskedPretrainer, weight_decay: float) -> list[dict]:
 
 def plot_upstream(log: Path, out: Path) -> None:
     """Training losses (log scale) and held-out top-1 against its prior, as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     train_rows = [r for r in rows if "losses" in r]
     evals = [r for r in rows if "eval" in r]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax, bx) = pyplot().subplots(1, 2, figsize=(10, 3.8))
     for key in ("mim", "cls"):
         pts = [(r["step"], r["losses"][key]) for r in train_rows if key in r["losses"]]
         if pts:
@@ -254,8 +251,7 @@ def plot_upstream(log: Path, out: Path) -> None:
     bx.grid(alpha=0.3)
     bx.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 class UpstreamRun:
