@@ -28,6 +28,17 @@ def test_classes_confusion_miou_both_conventions() -> None:
     assert out["mIoU"] == pytest.approx(100 / 3)  # the reference convention: class 2 counts as 0
     assert out["mIoU_present"] == pytest.approx(50.0)  # IoU 1/2 and 1/2, class 2 left out
     assert out["pixel_acc"] == pytest.approx(200 / 3)
+    # per class: 1 / (2 + 1 - 1) twice; class 2 never seen
+    assert [out[f"IoU_{c}"] for c in range(3)] == pytest.approx([50.0, 50.0, math.nan], nan_ok=True)
+
+
+def test_classes_per_class_iou_by_hand() -> None:
+    # truth 0 0 0 1 1 2, guess 0 0 1 1 2 2 -> confusion rows [2 1 0] [0 1 1] [0 0 1]
+    meter = build_meters([replace(TASKS["semseg"], channels=3)])["semseg"]
+    meter.update(_one_hot_logits(torch.tensor([[[0, 0, 1, 1, 2, 2]]]), 3), torch.tensor([[[0, 0, 0, 1, 1, 2]]]))
+    # IoU = TP / (row + column - TP): 2 / (3 + 2 - 2), 1 / (2 + 2 - 1), 1 / (1 + 2 - 1)
+    out = meter.compute()
+    assert [out[f"IoU_{c}"] for c in range(3)] == pytest.approx([200 / 3, 100 / 3, 50.0])
 
 
 def test_classes_rejects_out_of_range_label() -> None:

@@ -135,8 +135,8 @@ def test_training_writes_only_inside_the_run_directory(base_run: dict) -> None:
     changed = base_run["changed"]
     assert changed and all(path.startswith("work/runs/base/") for path in changed), changed
     names = {Path(p).relative_to("work/runs/base").parts[0] for p in changed}
-    assert names == {"config.yaml", "metrics.jsonl", "tb", "last.pt", "prev.pt", "adapter.safetensors", "adapter.json",
-                     "eval.json"}
+    assert names == {"config.yaml", "run.json", "metrics.jsonl", "tb", "last.pt", "prev.pt", "adapter.safetensors",
+                     "adapter.json", "eval.json", "best.pt", "best"}
     assert not list(base_run["sandbox"].rglob("*.tmp")) and not (base_run["sandbox"] / "escape").exists()
     # adapter files follow the umask like every other file (not mkstemp's 0600)
     mode = (base_run["run"] / "adapter.json").stat().st_mode & 0o777

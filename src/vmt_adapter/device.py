@@ -101,6 +101,21 @@ def step_peak_memory_mb(device: torch.device, fn: Callable[[], object]) -> float
     return peak / 2**20
 
 
+@contextlib.contextmanager
+def rng_preserved(device: torch.device) -> Iterator[None]:
+    """Run a block without moving the random streams training draws from (Python, NumPy, torch on the
+    CPU and on ``device``): creating a DataLoader iterator alone draws from torch's, so an evaluation
+    between two training steps would otherwise change every dropout / drop-path mask after it."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        # The CPU stream is always forked; "cuda" with no device is a no-op on a CPU-only machine.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda"):
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)

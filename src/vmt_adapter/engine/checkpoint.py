@@ -12,6 +12,10 @@ the one before it; ``load_checkpoint`` takes the first valid of ``next.pt``, ``l
 ``prev.pt``. A corrupt file, or one without a checksum, is skipped with a warning. Files are read with
 ``torch.load(weights_only=True)``: a checkpoint cannot execute code. Checkpoints of the earlier
 format (checksum in a ``.sha256`` file beside them) are still read.
+
+``best.pt`` (the trainable weights of the best evaluation, with its step and score) has the same
+format and is written atomically in one step: the training state that says which evaluation is
+best lives in the checkpoints, so a lost or stale ``best.pt`` is rewritten on resume.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from ..errors import CheckpointError
 from ..fileio import atomic_write
 from ..models.backbones import describe_load_error
 
-NEXT, LAST, PREV = "next.pt", "last.pt", "prev.pt"
+NEXT, LAST, PREV, BEST = "next.pt", "last.pt", "prev.pt", "best.pt"
 MAGIC = b"\nVMT-CHECKPOINT-SHA256:"
 TRAILER = len(MAGIC) + 64
 KEYS = ("step", "skipped", "model", "optimizer", "scheduler", "config")  # what ``Trainer.state`` saves
+BEST_KEYS = ("step", "score", "against", "split", "model")  # what ``Trainer`` saves as best.pt
 
 
 def _digest(data: bytes) -> str:
@@ -48,15 +53,32 @@ def _rotate(run_dir: Path) -> None:
     os.replace(run_dir / NEXT, last)
 
 
-def save_checkpoint(run_dir: Path, state: dict) -> Path:
+def _write(path: Path, state: dict) -> None:
+    """``state`` as a checksummed file, atomically."""
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data + MAGIC + _digest(data).encode()))
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> Path:
     if (run_dir / NEXT).exists():  # a save killed after step 1: finish it, so that its checkpoint is kept
         _rotate(run_dir)
-    atomic_write(run_dir / NEXT, lambda tmp: Path(tmp).write_bytes(data + MAGIC + _digest(data).encode()))
+    _write(run_dir / NEXT, state)
     _rotate(run_dir)
     return run_dir / LAST
+
+
+def save_best(run_dir: Path, best: dict) -> Path:
+    _write(run_dir / BEST, best)
+    return run_dir / BEST
+
+
+def load_best(run_dir: Path) -> dict:
+    """A run's ``best.pt``; a missing or damaged file is a ``CheckpointError`` naming it."""
+    if not (run_dir / BEST).is_file():
+        raise CheckpointError(f"{run_dir / BEST}: no such file (the run has not been evaluated yet)")
+    return _read(run_dir / BEST, BEST_KEYS)
 
 
 def _payload(path: Path) -> bytes:
@@ -76,13 +98,13 @@ def _payload(path: Path) -> bytes:
     return data
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path, keys: tuple[str, ...] = KEYS) -> dict:
     data = _payload(path)
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign format, or a pickle that would run code
         raise CheckpointError(f"checkpoint {path} cannot be loaded: {describe_load_error(exc)}") from exc
-    missing = [k for k in KEYS if k not in state] if isinstance(state, dict) else list(KEYS)
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
     if missing:
         raise CheckpointError(f"checkpoint {path} is not a vmt training checkpoint (no {', '.join(missing)})")
     return state

@@ -49,7 +49,7 @@ class TrainConfig:
     grad_clip: float = 5.0  # 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     log_every: int = 10
-    eval_every: int = 0  # 0 = only at the end
+    eval_every: int = 500  # evaluate on eval.split every N steps, for the log and best.pt (0 = only at the end)
     ckpt_every: int = 100
     loss_weights: dict = field(default_factory=dict)  # task -> weight, overrides the task table
     on_nonfinite: str = "stop"  # stop | skip

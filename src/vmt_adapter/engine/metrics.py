@@ -88,6 +88,11 @@ class Meter(ABC):
             self._state[name] += value.detach().to("cpu", self._state[name].dtype)
 
 
+def class_iou_key(index: int) -> str:
+    """The ``compute()`` key of one class's IoU (label-map tasks)."""
+    return f"IoU_{index}"
+
+
 class ClassesMeter(Meter):
     """Confusion matrix over valid pixels (label != 255) -> mIoU, mIoU_present, pixel_acc (all %).
 
@@ -96,6 +101,8 @@ class ClassesMeter(Meter):
     all classes, a class absent from both prediction and ground truth counting as IoU 0.
     ``mIoU_present`` leaves such classes out of the mean instead. Both agree whenever every class
     occurs, as on the full PASCAL-Context val set; on small subsets they can differ a lot.
+    ``IoU_<c>`` (``class_iou_key``) is each class's IoU (%), NaN for a class absent from both, so
+    that a table can tell "never seen" from "always missed".
     """
 
     def __init__(self, num_classes: int) -> None:
@@ -125,6 +132,7 @@ class ClassesMeter(Meter):
             "mIoU": 100 * _ratio(iou.sum(), self.num_classes if total else 0),
             "mIoU_present": 100 * _ratio(iou[seen].sum(), seen.sum()),
             "pixel_acc": 100 * _ratio(tp.sum(), total),
+            **{class_iou_key(c): 100 * float(iou[c]) if seen[c] else math.nan for c in range(self.num_classes)},
         }
 
 

@@ -1,4 +1,4 @@
-"""``eval.json``: a run's headline metrics, all metrics, dm against a reference, and its counts."""
+"""``eval.json``: a run's headline metrics, all metrics, per-class IoU, dm against a reference, and its counts."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 import math
 from pathlib import Path
 
+from ..data.labels import class_names
 from ..data.synth import VERSION
 from ..fileio import atomic_write
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .evaluate import headlines
+from .metrics import class_iou_key
 from .score import multi_task_score, resolve_reference
 
 
@@ -24,9 +26,16 @@ def eval_file_name(split: str, full_res: bool) -> str:
 
 
 def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str, float]], cfg: RunConfig,
-               step: int, split: str | None = None, name: str = "eval.json") -> dict:
-    """Write the results of an evaluation to ``run_dir / name`` (atomically) and return them."""
+               step: int, split: str | None = None, name: str = "eval.json", best: dict | None = None) -> dict:
+    """Write the results of an evaluation to ``run_dir / name`` (atomically) and return them.
+
+    Label-map tasks' per-class IoU goes to its own ``per_class`` section, by class name; ``best`` is the
+    training's best evaluation (step and score, see ``Trainer``), when there is one."""
     metrics = headlines(model.tasks, details)
+    labelled = [spec for spec in model.tasks if class_iou_key(0) in details[spec.name]]
+    per_class = {spec.name: {name: _finite(details[spec.name][class_iou_key(c)])
+                             for c, name in enumerate(class_names(cfg.data.name, spec))} for spec in labelled}
+    moved = {(spec.name, class_iou_key(c)) for spec in labelled for c in range(spec.channels)}
     reference = cfg.eval.reference
     dm = multi_task_score(metrics, resolve_reference(reference)) if reference else None
     result = {
@@ -38,11 +47,14 @@ def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str
         "split": split or cfg.eval.split,
         "step": step,
         "metrics": {k: _finite(v) for k, v in metrics.items()},
-        "details": {t: {k: _finite(v) for k, v in d.items()} for t, d in details.items()},
+        "details": {t: {k: _finite(v) for k, v in d.items() if (t, k) not in moved} for t, d in details.items()},
+        "per_class": per_class,
         "dm": dm,
         "reference": reference or None,
         "params": model.parameter_counts(),
         "eval_resolution": "original" if cfg.eval.full_res else f"{cfg.data.size}x{cfg.data.size}",
     }
+    if best is not None:
+        result["best"] = best
     atomic_write(run_dir / name, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=2)))
     return result

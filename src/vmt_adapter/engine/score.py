@@ -42,6 +42,17 @@ def multi_task_score(metrics: Mapping[str, float], reference: Mapping[str, float
     return 100.0 * total / len(common)
 
 
+def ranking_score(metrics: Mapping[str, float | None], reference: Mapping[str, float]) -> float | None:
+    """dm over the tasks with a finite value on both sides and a non-zero reference; None without any.
+
+    For ranking one run's evaluations against each other (its best checkpoint), where a task that
+    came out NaN, or a prior that scores 0, must not make every evaluation unrankable.
+    """
+    usable = {t: v for t, v in metrics.items() if v is not None and math.isfinite(v)
+              and t in reference and math.isfinite(reference[t]) and reference[t] != 0}
+    return multi_task_score(usable, reference) if usable else None
+
+
 def _number(value: Any, path: Path, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{path}: key {key!r} must be a finite number, got {value!r}")

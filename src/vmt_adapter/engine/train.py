@@ -1,9 +1,11 @@
-"""Training: AdamW + warm-up/cosine, clipping, optional autocast, DDP, atomic checkpoints, exact resume."""
+"""Training: AdamW + warm-up/cosine, clipping, optional autocast, DDP, atomic checkpoints, exact resume,
+evaluation on the way (``train.eval_every``) that leaves the trajectory untouched, and the best checkpoint."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import time
 import warnings
@@ -16,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data import build_dataset, dataset_channels
-from ..device import autocast, seed_everything
+from ..device import autocast, rng_preserved, seed_everything
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.factory import build_model
@@ -24,19 +26,23 @@ from ..models.io import load_adapter, save_adapter
 from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
 from . import distributed as ddp
-from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from .checkpoint import BEST, load_checkpoint, remove_stale_temporaries, save_best, save_checkpoint
 from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
 from .optim import optimizer_step, param_groups, warmup_cosine
+from .prior import prior_details
+from .provenance import record_start
 from .results import write_eval
 from .runlock import RunLock
+from .score import ranking_score, resolve_reference
 
 
 # What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
 # from a run killed before its first checkpoint, hold nothing worth keeping).
 RUN_ARTEFACTS = ("next.pt", "last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")
+BEST_ADAPTER = "best"  # folder of the best evaluation's adapter files (beside best.pt)
 
 
 # Keys a resumed run may change: they move files, logs or evaluation, not the trained weights.
@@ -74,12 +80,13 @@ class TensorBoardLog:
             self.writer = None
 
     def scalars(self, record: dict) -> None:
+        """Every number of a log record (nested ones as ``key/sub``); text and None are left out."""
         def write(w) -> None:
             for key, value in record.items():
                 if isinstance(value, dict):
                     for sub, v in value.items():
                         w.add_scalar(f"{key}/{sub}", v, record["step"])
-                elif key != "step":
+                elif key != "step" and isinstance(value, (int, float)):
                     w.add_scalar(key, value, record["step"])
         self._guard(write)
 
@@ -151,19 +158,27 @@ class Trainer:
         self.criterion = MultiTaskLoss([s for s in self.tasks if s.name in trained], t.loss_weights)
         self.step = 0
         self.skipped = 0
+        self.best: dict | None = None  # {"step", "score", "against", "split"} of the best evaluation so far
+        self.reference: dict[str, float] | None = None  # what evaluations are scored against (see _score)
+        self.final: dict | None = None  # the evaluation at train.steps, made in the loop, for finish()
         self.result: dict | None = None
         self.stop_signal: int | None = None
 
     # ----------------------------------------------------------------- state
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The trained tensors (on the CPU): what checkpoints and ``best.pt`` hold of the model."""
+        return {k: v.cpu() for k, v in self.model.trainable_state_dict().items()}
+
     def state(self) -> dict:
         return {
             "step": self.step,
             "skipped": self.skipped,
-            "model": {k: v.cpu() for k, v in self.model.trainable_state_dict().items()},
+            "model": self.weights(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "config": self.cfg.to_dict(),
             "world_size": self.info.world_size,
+            "best": self.best,
         }
 
     def restore(self) -> None:
@@ -194,6 +209,13 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.skipped = state["step"], state["skipped"]
+        self.best = state.get("best")  # checkpoints older than best.pt have none
+        if self.best is not None and (self.best["against"], self.best["split"]) != self._ranking():
+            against, split = self._ranking()
+            warnings.warn(f"--resume: eval.split or eval.reference changed (best so far: step {self.best['step']} on "
+                          f"{self.best['split']} against {self.best['against']}; now {split} against {against}); "
+                          "the best evaluation starts over", stacklevel=2)
+            self.best = None
         self._truncate_log()
 
     def _truncate_log(self) -> None:
@@ -241,9 +263,12 @@ class Trainer:
         elif any((self.run_dir / name).exists() for name in RUN_ARTEFACTS):
             raise ConfigError(f"{self.run_dir} already holds a run; use --resume or another --out")
         if self.info.is_main:
-            if not self.resume:  # a fresh run never appends to the log of a run killed before its first checkpoint
+            if not self.resume:  # a fresh run keeps nothing of a run killed before its first checkpoint
                 (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+                (self.run_dir / BEST).unlink(missing_ok=True)
+                shutil.rmtree(self.run_dir / BEST_ADAPTER, ignore_errors=True)
             save_config(c, self.run_dir / "config.yaml")
+            record_start(self.run_dir, self.info.device, self.info.world_size, self.step, self.resume)
         ddp.barrier(self.info)
         data = build_dataset(c.data.name, c.data.root, c.data.train_split, c.tasks, c.data.size, train=True,
                              seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad)
@@ -264,8 +289,40 @@ class Trainer:
             return None
         return self.finish()
 
+    # ----------------------------------------------------------------- evaluation
+    def _ranking(self) -> tuple[str, str]:
+        """What evaluations are ranked by: (reference, split); the reference is ``eval.reference``, else
+        the prior (the best constant prediction of the split, ``engine.prior``), which needs no other run."""
+        return self.cfg.eval.reference or "prior", self.cfg.eval.split
+
+    def _score(self, metrics: dict[str, float]) -> float | None:
+        """dm of ``metrics`` against the ranking reference (computed once, on first use)."""
+        if self.reference is None:
+            against = self.cfg.eval.reference
+            self.reference = resolve_reference(against) if against else \
+                headlines(self.tasks, prior_details(self.cfg, self.cfg.eval.split))
+        return ranking_score(metrics, self.reference)
+
+    def _evaluate(self, writer) -> None:
+        """Evaluate the current weights, log the headlines and their score, keep them if they are the best.
+
+        Run between training steps: the random streams are restored afterwards and the model goes back
+        to training mode (``evaluate``), so the weights after the next step are the same as without it."""
+        with rng_preserved(self.info.device):
+            details = evaluate_split(self.model, self.tasks, self.cfg, self.cfg.eval.split, self.info, self.progress)
+            metrics = headlines(self.tasks, details)
+            score = self._score(metrics) if self.info.is_main else None
+        self._log({"step": self.step, "split": self.cfg.eval.split, "eval": metrics, "score": score}, writer)
+        if self.step == self.cfg.train.steps:
+            self.final = details
+        if self.info.is_main and score is not None and (self.best is None or score > self.best["score"]):
+            against, split = self._ranking()
+            self.best = {"step": self.step, "score": score, "against": against, "split": split}
+            save_best(self.run_dir, {**self.best, "model": self.weights()})
+            save_adapter(self.model, self.run_dir / BEST_ADAPTER)
+
     def _loop(self, loader, writer) -> None:
-        c, t, dev = self.cfg, self.cfg.train, self.info.device
+        t, dev = self.cfg.train, self.info.device
         self.net.train()
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         tic, seen = time.perf_counter(), 0
@@ -306,9 +363,8 @@ class Trainer:
                           "skipped": self.skipped}
                 self._log(record, writer)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{rate:.1f}")
-            if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                details = evaluate_split(self.model, self.tasks, c, c.eval.split, self.info, self.progress)
-                self._log({"step": self.step, "eval": headlines(self.tasks, details)}, writer)
+            if self.step == t.steps or (t.eval_every and self.step % t.eval_every == 0):
+                self._evaluate(writer)  # before the checkpoint, so that it holds the best so far
             if self.step % t.ckpt_every == 0 or self.step == t.steps or self.stop_signal is not None:
                 self.save()
             if self.stop_signal is not None:
@@ -318,13 +374,14 @@ class Trainer:
         bar.close()
 
     def finish(self) -> dict:
-        """Adapter files, the final evaluation and ``eval.json``."""
+        """Adapter files and ``eval.json`` of the final evaluation (made again when a finished run resumes)."""
         if self.info.is_main:
             save_adapter(self.model, self.run_dir)
-        details = evaluate_split(self.model, self.tasks, self.cfg, self.cfg.eval.split, self.info, self.progress)
+        details = self.final if self.final is not None else \
+            evaluate_split(self.model, self.tasks, self.cfg, self.cfg.eval.split, self.info, self.progress)
         result = None
         if self.info.is_main:
-            result = write_eval(self.run_dir, self.model, details, self.cfg, self.step)
+            result = write_eval(self.run_dir, self.model, details, self.cfg, self.step, best=self.best)
         ddp.barrier(self.info)
         return result
 
