@@ -155,3 +155,42 @@ def test_git_state_is_the_commit_and_dirtiness_of_a_tracked_package(tmp_path: Pa
     assert git_state(tmp_path / "elsewhere") is None  # not a git checkout (not even a folder)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git at all
     assert git_state(package) is None
+
+
+def test_report_prints_per_class_iou_and_provenance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, old = tmp_path / "run", tmp_path / "old"
+    run.mkdir()
+    old.mkdir()
+    (run / "eval.json").write_text(json.dumps({
+        "dataset": "synth", "metrics": {"human_parts": 30.0},
+        "per_class": {"human_parts": {"background": 90.0, "head": 25.5, "torso": None}}}))
+    (old / "eval.json").write_text(json.dumps({"dataset": "synth", "metrics": {"human_parts": 20.0}}))
+    start = {"started": "2026-12-01T10:00:00+00:00", "step": 0, "command": "vmt train --config synth-vmt",
+             "git": {"commit": "abc123", "dirty": True}, "versions": {"vmt_adapter": "0.1.0", "torch": "2.5.0"},
+             "device": "cpu", "world_size": 1, "torch_threads": 2,
+             "machine": {"platform": "Linux-6.1-x86_64", "machine": "x86_64", "cpus": 8, "gpu": None}}
+    resume = {**start, "started": "2026-12-01T11:00:00+00:00", "step": 300, "git": None}
+    (run / "run.json").write_text(json.dumps({**start, "resumes": [resume]}))
+    assert main(["report", str(run), str(old), "--per-class", "--provenance"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("human_parts IoU (%)"):].splitlines()
+    assert table[0].split() == ["human_parts", "IoU", "(%)", "run", "old"]
+    assert [line.split() for line in table[2:5]] == [["background", "90.00", "-"], ["head", "25.50", "-"],
+                                                     ["torso", "-", "-"]]
+    assert "  started   2026-12-01T10:00:00+00:00 at step 0" in out
+    assert "  source    git abc123 (dirty)" in out and "  source    not a git checkout (or no git)" in out
+    assert "  resumed   2026-12-01T11:00:00+00:00 at step 300" in out
+    assert "  device    cpu x 1 process(es), 2 torch thread(s)" in out
+    assert "  machine   Linux-6.1-x86_64, 8 CPUs, GPU none" in out
+    assert "old: no run.json" in out
+    assert main(["report", str(run), "--per-class", "--provenance", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["per_class"]["human_parts"]["head"] == 25.5 and row["provenance"]["resumes"][0]["step"] == 300
+
+
+def test_report_names_a_damaged_run_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "eval.json").write_text(json.dumps({"metrics": {"sal": 50.0}}))
+    (tmp_path / "run.json").write_text("{not json")
+    assert main(["report", str(tmp_path), "--provenance"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run.json: not valid JSON" in err

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..engine.config import load_config
 from ..engine.prior import prior_result
-from ..engine.report import build_rows, footnotes, format_table, rows_of_results
+from ..engine.report import (add_run_details, build_rows, footnotes, format_per_class, format_provenance,
+                             format_table, rows_of_results)
 from ..engine.score import REFERENCES, reference_dataset, resolve_reference
 
 
@@ -30,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prior", action="store_true",
                         help="add a 'prior' row: the best constant prediction per task on the evaluation split of "
                         "the first file's run (its config.yaml beside it)")
+    parser.add_argument("--per-class", action="store_true",
+                        help="also print each file's per-class IoU of the label-map tasks (semseg, human_parts)")
+    parser.add_argument("--provenance", action="store_true",
+                        help="also print what produced each run (its run.json: commit, versions, device, machine, "
+                        "command, start and resumes)")
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print a markdown table")
     fmt.add_argument("--json", action="store_true", help="print a JSON list of rows")
@@ -40,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     reference = resolve_reference(args.reference) if args.reference else None
     ref_dataset = reference_dataset(args.reference) if args.reference else None
     rows = build_rows(args.files, reference, ref_dataset)
+    add_run_details(rows, args.files, args.per_class, args.provenance)
     if args.prior:
         first = Path(args.files[0])
         config = (first if first.is_dir() else first.parent) / "config.yaml"
@@ -51,4 +58,8 @@ def run(args: argparse.Namespace) -> int:
     notes = footnotes(rows)
     if notes:
         print("\n" + notes)
+    if args.per_class:
+        print("\n" + format_per_class(rows, markdown=args.markdown))
+    if args.provenance:
+        print("\n" + format_provenance(rows))
     return 0

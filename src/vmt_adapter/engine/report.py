@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..tasks import TASKS, TaskSpec
+from .provenance import read_record
 from .score import REFERENCES, dm_obstacle, load_results, multi_task_score
 
 
@@ -42,6 +44,66 @@ def build_rows(files: Sequence[str], reference: Mapping[str, float] | None,
                ref_dataset: str | None = None) -> list[dict[str, Any]]:
     """``rows_of_results`` of results files (a run's eval.json, or a hand-written results file)."""
     return rows_of_results([load_results(path) for path in files], reference, where=files, ref_dataset=ref_dataset)
+
+
+def add_run_details(rows: Sequence[dict[str, Any]], files: Sequence[str], per_class: bool = False,
+                    provenance: bool = False) -> None:
+    """Give each file's row its ``per_class`` IoU (eval.json) and its ``provenance`` (the ``run.json`` of
+    its run folder: the folder itself, or the folder holding the file; None when there is none)."""
+    for row, path in zip(rows, files):
+        if per_class:
+            row["per_class"] = load_results(path)["per_class"]
+        if provenance:
+            row["provenance"] = read_record(Path(path) if Path(path).is_dir() else Path(path).parent)
+
+
+def format_per_class(rows: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+    """One table per label-map task: a line per class, a column per row ("-": absent from both
+    prediction and ground truth, or not in that file)."""
+    rows = [row for row in rows if "per_class" in row]
+    tables = []
+    for task in [t for t in TASKS if any(t in row["per_class"] for row in rows)]:
+        classes = list(dict.fromkeys(c for row in rows for c in row["per_class"].get(task, {})))
+        cells = [[c] + [_per_class_cell(row["per_class"].get(task, {}).get(c)) for row in rows] for c in classes]
+        tables.append(render_table([f"{task} IoU (%)"] + [row["name"] for row in rows], cells, markdown))
+    return "\n\n".join(tables) or "no per-class IoU in these files (no label-map task, or written before " \
+        "eval.json recorded it)"
+
+
+def _per_class_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_provenance(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What produced each row's run (``run.json``): a block of lines per row."""
+    blocks = []
+    for row in rows:
+        if "provenance" not in row:
+            continue
+        record = row["provenance"]
+        if record is None:
+            blocks.append(f"{row['name']}: no run.json (not a run folder, or trained before runs recorded it)")
+            continue
+        lines = [f"{row['name']}:", *_start_lines("started", record)]
+        for resume in record.get("resumes", []):
+            lines += _start_lines("resumed", resume)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _start_lines(label: str, start: Mapping[str, Any]) -> list[str]:
+    """The lines of one process start of a run (the first one, or a resume)."""
+    git, versions, box = start.get("git"), start.get("versions", {}), start.get("machine", {})
+    return [
+        f"  {label:<9} {start.get('started')} at step {start.get('step')}",
+        f"  {'command':<9} {start.get('command')}",
+        f"  {'source':<9} " + (f"git {git['commit']}{' (dirty)' if git['dirty'] else ''}" if git
+                               else "not a git checkout (or no git)"),
+        f"  {'versions':<9} " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"  {'device':<9} {start.get('device')} x {start.get('world_size')} process(es), "
+        f"{start.get('torch_threads')} torch thread(s)",
+        f"  {'machine':<9} {box.get('platform')}, {box.get('cpus')} CPUs, GPU {box.get('gpu') or 'none'}",
+    ]
 
 
 def footnotes(rows: Sequence[Mapping[str, Any]]) -> str:

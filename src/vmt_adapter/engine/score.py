@@ -87,13 +87,24 @@ def _metrics(raw: Any, path: Path, may_be_empty: bool = False) -> dict[str, floa
     return out
 
 
+def _per_class(raw: Any, path: Path) -> dict[str, dict[str, float | None]]:
+    """Task -> class name -> IoU (%) or None (class absent from prediction and ground truth)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise ConfigError(f"{path}: key 'per_class' must map each task to a mapping of class name to IoU")
+    return {task: {name: None if v is None else _number(v, path, f"per_class.{task}.{name}")
+                   for name, v in classes.items()} for task, classes in raw.items()}
+
+
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a run's ``eval.json`` (or its run folder) or a plain ``{"name", "metrics", "trainable"?}`` file.
 
     Returns ``{"name", "metrics": {task: headline}, "trainable": number or None, "path", "dataset",
-    "stated_dm", "stated_reference"}``. The name defaults to the file stem, or the run directory's name
-    for ``eval.json``. ``trainable`` is read from ``trainable`` or ``params.trainable``. A published row
-    without per-task numbers has empty ``metrics`` and states ``dm`` against a built-in ``reference``.
+    "stated_dm", "stated_reference", "per_class"}``. The name defaults to the file stem, or the run
+    directory's name for ``eval.json``. ``trainable`` is read from ``trainable`` or ``params.trainable``.
+    A published row without per-task numbers has empty ``metrics`` and states ``dm`` against a built-in
+    ``reference``. ``per_class`` is ``eval.json``'s per-class IoU (empty when the file has none).
     """
     path = Path(path)
     if path.is_dir():
@@ -128,7 +139,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
     return {"name": name, "metrics": _metrics(data["metrics"], path, may_be_empty=published),
             "trainable": trainable, "path": str(path), "dataset": dataset if isinstance(dataset, str) else None,
             "stated_dm": _number(data["dm"], path, "dm") if published else None,
-            "stated_reference": data["reference"] if published else None}
+            "stated_reference": data["reference"] if published else None,
+            "per_class": _per_class(data.get("per_class"), path)}
 
 
 def resolve_reference(name_or_path: str | Path) -> dict[str, float]:
