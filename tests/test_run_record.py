@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import vmt_adapter.engine.train as train_module
+from vmt_adapter import from_pretrained
 from vmt_adapter.cli import main
 from vmt_adapter.data.labels import HUMAN_PARTS
 from vmt_adapter.engine.checkpoint import load_best, load_checkpoint
@@ -108,6 +109,7 @@ def test_best_checkpoint_is_the_same_after_a_crash_and_resume(tmp_path: Path, mo
         assert load_checkpoint(run)["best"]["step"] == best["step"]
     a, b = load_best(tmp_path / "straight"), load_best(cut)
     assert a["step"] == b["step"] and a["score"] == b["score"] and same(a["model"], b["model"])
+    assert same(from_pretrained(cut / "best").trainable_state_dict(), b["model"])  # best/ is a usable adapter folder
 
     # run.json: the first start, then the resume from the checkpoint's step, and no host name anywhere
     record = json.loads((cut / "run.json").read_text())
