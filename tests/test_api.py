@@ -121,3 +121,47 @@ def test_the_package_lists_its_api_and_ships_py_typed() -> None:
     assert set(vmt_adapter.__all__) >= {"from_pretrained", "preprocess", "predict", "print_trainable_parameters"}
     assert set(dir(vmt_adapter)) == set(vmt_adapter.__all__)
     assert (Path(vmt_adapter.__file__).parent / "py.typed").is_file()
+
+
+def random_init_adapter(tmp_path: Path, seed: int = 7) -> MultiTaskModel:
+    """A model on a randomly initialised backbone drawn from ``seed``, with perturbed trainables, saved."""
+    torch.manual_seed(seed)
+    model = MultiTaskModel("swin_nano", "mt-full", resolve_tasks("sal"), img_size=32)  # trains the backbone too
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    save_adapter(model.eval(), tmp_path / "adapter")
+    return model
+
+
+def test_a_random_base_is_drawn_again_from_its_recorded_seed(tmp_path: Path) -> None:
+    """The frozen half of a random backbone is not in the file: each load draws it from the recorded seed,
+    whatever the caller's generator holds, so two loads give the original model's outputs exactly."""
+    import json
+
+    model = random_init_adapter(tmp_path)
+    record = json.loads((tmp_path / "adapter" / "adapter.json").read_text())["base_weights"]
+    assert record["name"] == "random init" and record["sha256"] is None and record["init_seed"] == 7
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)["sal"]
+        torch.randn(1000)  # the caller's stream moves on between loads
+        first = vmt_adapter.from_pretrained(tmp_path / "adapter")(images)["sal"]
+        second = vmt_adapter.from_pretrained(tmp_path / "adapter")(images)["sal"]
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+
+
+def test_a_random_base_that_cannot_be_drawn_again_is_refused(tmp_path: Path) -> None:
+    import json
+
+    random_init_adapter(tmp_path)
+    path = tmp_path / "adapter" / "adapter.json"
+    cfg = json.loads(path.read_text())
+    path.write_text(json.dumps(cfg | {"base_weights": {"name": "random init", "sha256": None}}))  # an older file
+    with pytest.raises(WeightsError, match=r"randomly initialised backbone and does not record its seed"):
+        vmt_adapter.from_pretrained(tmp_path / "adapter")
+    other = cfg["base_weights"] | {"init_seed": 8}  # a seed that does not draw the recorded tensors
+    path.write_text(json.dumps(cfg | {"base_weights": other}))
+    with pytest.raises(WeightsError, match=r"drawn from seed 8 .*this model's backbone is another \(seed 8"):
+        vmt_adapter.from_pretrained(tmp_path / "adapter")

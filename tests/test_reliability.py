@@ -153,6 +153,24 @@ def test_refused_start_leaves_an_existing_run_untouched(base_run: dict, tmp_path
     assert tree(run) == before  # config.yaml in particular: a later `vmt eval` or `--resume` still reads the real one
 
 
+def test_a_run_killed_before_its_first_checkpoint_says_so_and_starts_afresh(base_run: dict, tmp_path: Path,
+                                                                            capsys) -> None:
+    """Killed before config.yaml (only the lock-free log exists) or before the first checkpoint: --resume
+    says what happened in one line, and a fresh start in the same folder is allowed and completes."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    code = main(["train", "--resume", "--out", str(run)])
+    assert "holds no config.yaml, so the run was stopped before it began training" in one_line_error(capsys, code)
+    code = main(["train", "--resume", "--out", str(tmp_path / "nowhere")])
+    assert "nowhere does not exist" in one_line_error(capsys, code)
+    shutil.copy(base_run["config"], run / "config.yaml")  # killed after config.yaml, before the first checkpoint
+    code = main(["train", "--resume", "--out", str(run)])
+    err = one_line_error(capsys, code)
+    assert "no checkpoint in" in err and "start it again without --resume" in err
+    assert main(tiny_train(base_run, run)) == 0 and (run / "eval.json").is_file()
+
+
 # ------------------------------------------------------------------------------------------ 1. checkpoints
 
 

@@ -116,6 +116,18 @@ def rng_preserved(device: torch.device) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+@contextlib.contextmanager
+def drawn_from(seed: int | None) -> Iterator[None]:
+    """Run a block on torch's CPU generator seeded with ``seed`` (if not None), leaving the caller's
+    stream as it was: a random backbone is rebuilt by drawing it again from the seed it came from."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..engine.config import load_config
-from ..engine.train import add_task_overrides, train
+from ..engine.train import add_task_overrides, resume_config, train
 from ..errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = args.config
     if config is None and args.resume:
-        config = Path(args.out) / "config.yaml"
+        config = resume_config(Path(args.out))
     if bool(args.from_run) != bool(args.add_tasks):
         raise ConfigError("--from RUN and --add-tasks TASKS go together")
     grow = add_task_overrides(args.from_run, args.add_tasks.split(",")) if args.from_run else []

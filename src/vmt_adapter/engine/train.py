@@ -18,11 +18,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data import build_dataset, dataset_channels
-from ..device import autocast, rng_preserved, seed_everything
+from ..device import autocast, drawn_from, rng_preserved, seed_everything
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.factory import build_model
-from ..models.io import load_adapter, save_adapter
+from ..models.io import load_adapter, read_adapter_config, recorded_init_seed, save_adapter
 from ..models.multitask import MultiTaskModel
 from ..tasks import resolve_tasks
 from . import distributed as ddp
@@ -116,11 +116,24 @@ def initial_model(cfg: RunConfig) -> MultiTaskModel:
         raise ConfigError("model.from_run needs model.task_groups: the run's task groups, then the tasks to add")
     tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
     added = set(groups[-1])
-    model = build_model(replace(cfg.model, task_groups=groups[:-1]), [t for t in tasks if t.name not in added],
-                        cfg.data.size)
-    load_adapter(model, Path(cfg.model.from_run))
+    run = Path(cfg.model.from_run)
+    with drawn_from(recorded_init_seed(read_adapter_config(run), run, strict=False)):  # a random base, drawn again
+        model = build_model(replace(cfg.model, task_groups=groups[:-1]), [t for t in tasks if t.name not in added],
+                            cfg.data.size)
+    load_adapter(model, run)
     model.add_tasks([t for t in tasks if t.name in added])
     return model
+
+
+def resume_config(run_dir: Path) -> Path:
+    """The config ``--resume`` without ``--config`` continues with: the run's own ``config.yaml``."""
+    path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise CheckpointError(f"--resume: {run_dir} does not exist")
+    if not path.is_file():  # config.yaml is written before the first step, atomically: killed before it
+        raise CheckpointError(f"--resume: {run_dir} holds no config.yaml, so the run was stopped before it began "
+                              "training; start it again with --config and without --resume")
+    return path
 
 
 def add_task_overrides(run_dir: str | Path, add: list[str]) -> list[str]:
@@ -184,7 +197,8 @@ class Trainer:
     def restore(self) -> None:
         state = load_checkpoint(self.run_dir)
         if state is None:
-            raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}")
+            raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}: the run was stopped before its first "
+                                  "one; start it again without --resume (a fresh start may use the folder)")
         saved, now = flatten_config(state["config"]), flatten_config(self.cfg.to_dict())
         diffs = [k for k in now if saved.get(k) != now[k] and k not in FREE_ON_RESUME]
         if diffs:

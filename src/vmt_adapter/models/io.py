@@ -11,6 +11,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..device import drawn_from
 from ..errors import ConfigError, WeightsError
 from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
@@ -85,8 +86,10 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
     was trained on (checked by SHA-256) unless ``allow_other_base``. ``vmt_adapter.from_pretrained`` calls this.
     """
     cfg = read_adapter_config(path)
+    seed = None
     if pretrained is None:
         pretrained = recorded_base(cfg, path)
+        seed = None if pretrained else recorded_init_seed(cfg, path)
     if _typed(cfg, "backbone", str, path) not in BACKBONES:  # said here: the backbone's own error names no file
         raise WeightsError(f"adapter {path}: unknown backbone {cfg['backbone']!r}; choose from {', '.join(BACKBONES)}")
     try:
@@ -96,7 +99,8 @@ def model_from_adapter(path: str | Path, pretrained: str | Path | None = None,
         spec = ModelConfig(backbone=_typed(cfg, "backbone", str, path), method=_typed(cfg, "method", str, path),
                            pretrained=str(pretrained or ""), **layout, hparams=_typed(cfg, "hparams", dict, path),
                            task_groups=_typed(cfg, "task_groups", list, path, []))
-        model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
+        with drawn_from(seed):
+            model = build_model(spec, tasks, img_size=_typed(cfg, "img_size", int, path, None))
     except (ConfigError, TypeError, ValueError, RuntimeError) as exc:  # every input here comes from the file
         raise WeightsError(f"adapter {path} describes a model that cannot be built: "
                            f"{' '.join(str(exc).split())}") from None  # one line, whatever names the file holds
@@ -114,6 +118,21 @@ def recorded_base(cfg: dict, path: str | Path) -> str | None:
         raise WeightsError(f"adapter {path} was trained on base weights {base.get('name')!r}, which are not here; "
                            "pass their path as base=")
     return str(base["name"])
+
+
+def recorded_init_seed(cfg: dict, path: str | Path, strict: bool = True) -> int | None:
+    """The seed a random backbone was drawn from (None: the adapter records base weights, or predates the
+    base record); ``strict``: a random-init file without it cannot be rebuilt, so it is refused, not guessed."""
+    base = cfg.get("base_weights")
+    if not isinstance(base, dict) or base.get("sha256"):
+        return None
+    if not isinstance(base.get("init_seed"), int):
+        if not strict:
+            return None
+        raise WeightsError(f"adapter {path} was trained on a randomly initialised backbone and does not record its "
+                           "seed: it cannot be rebuilt (vmt eval --run RUN rebuilds it from the run's seed); "
+                           "pass base= to load it onto other weights with allow_other_base=True")
+    return base["init_seed"]
 
 
 def _typed(cfg: dict, key: str, typ: type, path: str | Path, default: object = ...) -> object:
@@ -158,6 +177,14 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
                            f"(sha256 {_short(base.get('sha256'))}), not on {model.base_weights['name']!r} "
                            f"(sha256 {_short(model.base_weights['sha256'])}); pass the same weights, "
                            "or allow_other_base=True")
+    drawn = model.base_weights.get("init_sha256")
+    if isinstance(base, dict) and base.get("init_sha256") and drawn and base["init_sha256"] != drawn \
+            and not allow_other_base:
+        raise WeightsError(f"adapter {path} was trained on a random backbone drawn from seed {base.get('init_seed')} "
+                           f"(digest {_short(base['init_sha256'])}); this model's backbone is another "
+                           f"(seed {model.base_weights.get('init_seed')}, digest {_short(drawn)}; another torch "
+                           "version may draw other numbers from one seed): build it with vmt_adapter.from_pretrained, "
+                           "which draws it again, or pass allow_other_base=True")
     weights = path / WEIGHTS_NAME if path.is_dir() else path.with_name(WEIGHTS_NAME)
     recorded = cfg.get("weights_sha256")
     if recorded is not None and weights.is_file() and sha256_file(weights) != recorded:

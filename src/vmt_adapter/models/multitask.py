@@ -11,7 +11,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..tasks import TaskSpec
 from .adapters import Method, build_method
-from .backbones import build_backbone, family_of, weights_identity
+from .backbones import build_backbone, family_of, state_digest, weights_identity
 from .decoders import build_decoder
 from .taps import task_input
 
@@ -36,6 +36,10 @@ class MultiTaskModel(nn.Module):
         self.task_groups = [list(self.task_names)]  # the tasks trained together; later ones by add_tasks
         self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size, drop_path=drop_path)
         self.pretrained = pretrained
+        # A random backbone is not saved with an adapter: record the seed it was drawn from (that of the
+        # generator, right after seeding) and a digest of the draw, so that a rebuild can redo and check it.
+        self.random_init = None if pretrained else {"init_seed": torch.initial_seed(),
+                                                    "init_sha256": state_digest(self.backbone)}
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.
         self.backbone.norm = nn.Identity()
@@ -79,7 +83,7 @@ class MultiTaskModel(nn.Module):
 
         Computed on first use: hashing a large weights file is not needed to build, train or bench a model.
         """
-        return weights_identity(self.pretrained)
+        return weights_identity(self.pretrained, self.random_init)
 
     @property
     def img_size(self) -> int:

@@ -6,6 +6,7 @@ The project never downloads weights: ``pretrained`` is a path the user names.
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import warnings
@@ -107,8 +108,20 @@ def load_weights(model: nn.Module, path: str | Path, family: BackboneFamily) -> 
     model.load_state_dict(state, strict=False)
 
 
-def weights_identity(path: str | Path | None) -> dict:
-    """What an adapter records of its base weights: the name given and the SHA-256 of the file."""
+def weights_identity(path: str | Path | None, random_init: dict | None = None) -> dict:
+    """What an adapter records of its base weights: the name given and the SHA-256 of the file; for a
+    randomly initialised backbone, the seed it was drawn from and a digest of the drawn tensors
+    (``random_init``), so that a rebuild can draw them again and prove it did."""
     if not path:
-        return {"name": "random init", "sha256": None}
+        return {"name": "random init", "sha256": None} | (random_init or {})
     return {"name": str(path), "sha256": sha256_file(resolve_weights(path))}
+
+
+def state_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names, dtypes, shapes and bytes, in order): equal only for equal tensors."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
