@@ -189,6 +189,22 @@ def test_corrupt_last_checkpoint_resumes_from_prev(base_run: dict, tmp_path: Pat
     assert got["details"] == want["details"] and got["step"] == STEPS
 
 
+def test_resume_draws_the_same_drop_path_masks(tmp_path: Path) -> None:
+    """Full fine-tuning with drop-path draws a mask every step from torch's stream: resumed from the step-2
+    checkpoint it must draw what the uninterrupted run drew (the checkpoint holds every random state)."""
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG_TEXT.replace("method: vmt", "method: mt-full, drop_path: 0.5")
+                      .replace("hparams: {bottleneck: 16}", "hparams: {}").replace(f"steps: {STEPS}", "steps: 4"))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "--config", str(config), "--out", str(straight), "--no-progress"]) == 0
+    copy_run(straight, resumed)
+    (resumed / "last.pt").unlink()  # as if killed between the step-2 checkpoint and the next
+    for name in ("adapter.safetensors", "eval.json"):
+        (resumed / name).unlink()
+    assert main(["train", "--resume", "--out", str(resumed), "--no-progress"]) == 0
+    assert losses(resumed) == losses(straight) and same_adapter(resumed, straight)
+
+
 def tiny_state(step: int) -> dict:
     return {"step": step, "skipped": 0, "model": {"w": torch.full((64,), float(step))}, "optimizer": {},
             "scheduler": {}, "config": {}}

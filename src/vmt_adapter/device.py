@@ -128,6 +128,29 @@ def drawn_from(seed: int | None) -> Iterator[None]:
         yield
 
 
+def rng_state(device: torch.device) -> dict:
+    """Every random stream training draws from (drop-path, dropout, ...), as tensors and numbers that a
+    ``weights_only`` checkpoint can hold: resuming from it draws what the uninterrupted run would have."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, words, next_gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                        gauss], "python": [version, list(words), next_gauss]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore what ``rng_state`` captured (the CUDA stream only where both sides have one)."""
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, words, next_gauss = state["python"]
+    random.setstate((version, tuple(words), next_gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)

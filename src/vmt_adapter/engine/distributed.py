@@ -54,6 +54,15 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def gather_objects(info: DistInfo, obj: object) -> list:
+    """Every rank's ``obj``, in rank order (``[obj]`` in one process)."""
+    if not info.enabled:
+        return [obj]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def mean_across(info: DistInfo, values: torch.Tensor) -> torch.Tensor:
     """Average a tensor over processes (used for logged losses)."""
     if info.enabled:

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..data import build_dataset, dataset_channels
-from ..device import autocast, drawn_from, rng_preserved, seed_everything
+from ..device import autocast, drawn_from, rng_preserved, rng_state, seed_everything, set_rng_state
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.factory import build_model
@@ -171,6 +171,7 @@ class Trainer:
         self.criterion = MultiTaskLoss([s for s in self.tasks if s.name in trained], t.loss_weights)
         self.step = 0
         self.skipped = 0
+        self.resumed_rng: dict | None = None  # the random streams of the checkpoint resumed from
         self.best: dict | None = None  # {"step", "score", "against", "split"} of the best evaluation so far
         self.reference: dict[str, float] | None = None  # what evaluations are scored against (see _score)
         self.final: dict | None = None  # the evaluation at train.steps, made in the loop, for finish()
@@ -223,6 +224,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.skipped = state["step"], state["skipped"]
+        if len(state.get("rng") or []) == self.info.world_size:  # checkpoints older than the record have none
+            self.resumed_rng = state["rng"][self.info.rank]  # set in _loop, once the loader has drawn its seed
         self.best = state.get("best")  # checkpoints older than best.pt have none
         if self.best is not None and (self.best["against"], self.best["split"]) != self._ranking():
             against, split = self._ranking()
@@ -240,8 +243,9 @@ class Trainer:
             atomic_write(log, lambda tmp: Path(tmp).write_text("".join(ln + "\n" for ln in keep)))
 
     def save(self) -> None:
+        rngs = ddp.gather_objects(self.info, rng_state(self.info.device))  # per rank: each draws its own masks
         if self.info.is_main:
-            save_checkpoint(self.run_dir, self.state())
+            save_checkpoint(self.run_dir, self.state() | {"rng": rngs})
         ddp.barrier(self.info)
 
     # ----------------------------------------------------------------- loop
@@ -341,7 +345,11 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         tic, seen = time.perf_counter(), 0
         said = tic
-        for batch in loader:
+        batches = iter(loader)  # draws the loader's base seed from torch's stream, as the checkpointed run did at step 0
+        if self.resumed_rng is not None:
+            set_rng_state(self.resumed_rng, dev)
+            self.resumed_rng = None
+        for batch in batches:
             batch = move(batch, dev)
             with autocast(dev, t.precision):
                 out = self.net(batch["image"])
