@@ -137,3 +137,32 @@ def test_export_says_what_it_does_and_names_the_input_dimensions(tmp_path: Path,
 def test_readme_runs_ddp_through_the_module() -> None:
     lines = [line for line in (ROOT / "README.md").read_text().splitlines() if "torchrun" in line]
     assert lines and all(re.search(r"torchrun --nproc_per_node \w+ -m vmt_adapter\.cli train", line) for line in lines)
+
+
+@pytest.mark.parametrize("name", ["adapter.safetensors", "config.yaml", "eval.json", "last.pt", "best/adapter.json"])
+def test_export_and_pretrain_never_write_over_a_run_file(run: Path, name: str, capsys) -> None:
+    """--out naming one of the run's own files is refused before any work; the run is left byte for byte."""
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for argv in (["export", "--run", str(run), "--out", str(run / name), "--no-check"],
+                 ["pretrain", "--run", str(run), "--out", str(run / name), "--steps", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"--out {run / name} is one of the run folder {run}'s own files; write elsewhere"), err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_output_path_is_checked_before_the_work(run: Path, tmp_path: Path, capsys) -> None:
+    existing = tmp_path / "model.onnx"
+    existing.write_bytes(b"keep me")
+    cases = {str(existing): "exists; pass --overwrite to replace it",
+             str(tmp_path): "is a folder; name the file to write",
+             str(tmp_path / "no" / "m.onnx"): f"its folder {tmp_path / 'no'} does not exist"}
+    for out, why in cases.items():
+        assert main(["export", "--run", str(run), "--out", out, "--no-check"]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "loading" not in err  # refused before the run was loaded
+    assert existing.read_bytes() == b"keep me"
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"keep me too")
+    assert main(["pretrain", "--run", str(tmp_path / "p"), "--out", str(weights), "--steps", "1"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err and weights.read_bytes() == b"keep me too"

@@ -10,13 +10,14 @@ import torch
 
 from ..data import build_dataset
 from ..engine.export import OPSET, TOLERANCE, check_onnx, export_onnx, latency
-from ..engine.runs import load_run
+from ..engine.runs import check_output_file, load_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained run to ONNX and check it against PyTorch (needs [onnx])")
     p.add_argument("--run", required=True, help="run directory (holds config.yaml and adapter.*)")
     p.add_argument("--out", required=True, help="ONNX file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     p.add_argument("--fixed-size", action="store_true",
                    help="fix the input size to the run's data.size (default: any size; exports faster)")
@@ -32,6 +33,7 @@ def progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out, args.run, args.overwrite)  # before minutes of work, and never a run's own file
     progress(f"loading {args.run}")
     cfg, model = load_run(Path(args.run), [])
     progress(f"exporting to {args.out} (opset {args.opset}; this can take minutes)")

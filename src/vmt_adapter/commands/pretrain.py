@@ -7,6 +7,7 @@ import argparse
 
 from ..engine.config import RunConfig, read_tree, validate
 from ..engine.pretrain import pretrain
+from ..engine.runs import check_output_file
 from ..engine.upstream import is_upstream, load_upstream_config, pretrain_upstream
 from ..typed import build
 from .train import format_metrics
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.add_argument("--run", required=True, help="run directory of the pretraining (checkpoints, log, loss.png)")
     p.add_argument("--out", required=True, help="backbone weights file to write (.safetensors, fp16)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     tree = read_tree(args.config, overrides)
+    check_output_file(args.out, args.run, args.overwrite, new_folder=True)  # before hours of work
     if is_upstream(tree):
         result = pretrain_upstream(load_upstream_config(tree), args.run, args.out, resume=args.resume,
                                    progress=not args.no_progress)
