@@ -707,3 +707,28 @@ def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("argv,why", [
+    (["params", "--method", "vmtt"], "--method 'vmtt': choose from"),
+    (["bench", "--size", "33"], "--size must be a multiple of 32 between 32 and 4096, got 33"),
+    (["bench", "--size", "0"], "--size must be a multiple of 32 between 32 and 4096, got 0"),
+    (["data", "check", "--root", ".", "--sample", "0"], "--sample must be at least 1 (or use --deep), got 0"),
+    (["data", "check", "--root", ".", "--sample", "-1"], "--sample must be at least 1 (or use --deep), got -1"),
+    (["train", "--config", "synth-vmt", "--set", "model.drop_path=2", "--out", "x"],
+     "'model.drop_path' must be a probability in [0, 1)"),
+    (["train", "--config", "synth-vmt", "--set", "model.drop_path=.nan", "--out", "x"],
+     "'model.drop_path' must be a probability in [0, 1)"),
+    (["train", "--config", "synth-vmt", "--set", "train.loss_weights={semseg: abc}", "--out", "x"],
+     "'train.loss_weights' must be a mapping of task names to finite non-negative numbers"),
+    (["train", "--config", "synth-vmt", "--set", "train.loss_weights={semseg: -1}", "--out", "x"],
+     "'train.loss_weights' must be a mapping of task names to finite non-negative numbers"),
+    (["train", "--config", "synth-vmt", "--set", "eval.reference=nosuch", "--out", "x"],
+     "reference 'nosuch': neither a built-in"),
+])
+def test_bad_values_are_one_line_errors_before_any_work(argv: list[str], why: str, tmp_path: Path, capsys,
+                                                       monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    err = one_line_error(capsys, main(argv))
+    assert why in err
+    assert not (tmp_path / "x" / "metrics.jsonl").exists()  # training refused before its first step

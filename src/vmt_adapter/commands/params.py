@@ -9,6 +9,7 @@ from dataclasses import fields
 from ..data import dataset_channels
 from ..engine.config import load_config
 from ..engine.report import render_table
+from ..errors import ConfigError
 from ..models.adapters import METHODS
 from ..models.factory import ModelConfig, build_model
 from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS, PUBLISHED_TASKS
@@ -37,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def count(backbone: str, method: str, tasks: str, bottleneck: int | None = None) -> dict:
     """Our counts for the method's default settings (no published figure: those need the PASCAL settings)."""
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: choose from {', '.join(METHODS)}")
     has_k = "bottleneck" in {f.name for f in fields(METHODS[method].config_class)}
     spec = ModelConfig(backbone=backbone, method=method,
                        hparams={"bottleneck": bottleneck} if bottleneck is not None and has_k else {})

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .nyud import NYUDv2MT
 from .pascal import FolderDataset, PascalContextMT, read_ids
 
@@ -62,6 +62,8 @@ def _sample(ids: list[str], deep: bool, num: int) -> list[str]:
 
 def check_dataset(root: str | Path, dataset: str | None = None, deep: bool = False, sample: int = 50) -> CheckReport:
     """Check every split and task of the folder; never raises for problems in the data, only lists them."""
+    if sample < 1:  # 0 would check nothing and say "no problem found"
+        raise ConfigError(f"--sample must be at least 1 (or use --deep), got {sample}")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")

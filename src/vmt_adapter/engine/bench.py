@@ -81,6 +81,9 @@ class BenchConfig:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
             raise ConfigError(f"bench: batch ({self.batch}) and repeats ({self.repeats}) must be >= 1, "
                               f"warmup ({self.warmup}) >= 0")
+        if self.size is not None and not (32 <= self.size <= 4096 and self.size % 32 == 0):
+            # as data.size: Swin halves the map three times after its patch-4 embedding
+            raise ConfigError(f"bench: --size must be a multiple of 32 between 32 and 4096, got {self.size}")
         self.methods = tuple(FROZEN if m == Method.name else m for m in self.methods)
         if not self.task_counts or min(self.task_counts) < 1:
             raise ConfigError(f"bench: task counts must be positive integers, got {self.task_counts}")

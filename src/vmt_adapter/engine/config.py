@@ -7,6 +7,7 @@ Every key has a typed default here; an unknown key or a value of the wrong type 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -209,6 +210,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
         ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),
+        ("model.drop_path", cfg.model.drop_path is None or isinstance(cfg.model.drop_path, (int, float))
+         and 0 <= cfg.model.drop_path < 1, "a probability in [0, 1) (or null: timm's default)"),
+        ("train.loss_weights", all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                                   and w >= 0 for w in cfg.train.loss_weights.values()),
+         "a mapping of task names to finite non-negative numbers"),
     ]
     for key, ok, expected in checks:
         if not ok:

@@ -276,6 +276,8 @@ class Trainer:
             remove_stale_temporaries(self.run_dir)  # this process holds the lock: no other writer is alive
         ddp.barrier(self.info)
         # Check before writing anything: a refused start must leave an existing run's config.yaml as it was.
+        if c.eval.reference:  # the end of training is too late to find that the reference does not exist
+            self.reference = resolve_reference(c.eval.reference)
         if self.resume:
             self.restore()
         elif any((self.run_dir / name).exists() for name in RUN_ARTEFACTS):
