@@ -153,10 +153,16 @@ def test_adapter_file_mismatch_is_refused(tmp_path) -> None:
     with pytest.raises(WeightsError, match="fail their checksum"):
         load_adapter(nano("vmt", FOUR), tmp_path)
     cfg = json.loads((tmp_path / "adapter.json").read_text())
-    del cfg["weights_sha256"]  # a file from before the checksum was recorded: the reader still refuses garbage
-    (tmp_path / "adapter.json").write_text(json.dumps(cfg))
-    with pytest.raises(WeightsError, match="unreadable"):
-        load_adapter(nano("vmt", FOUR), tmp_path)
+    for key in ("weights_sha256", "base_weights"):  # the records that bind a file cannot be switched off
+        (tmp_path / "adapter.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != key}))
+        with pytest.raises(WeightsError, match=f"lacks key\\(s\\) {key}"):
+            load_adapter(nano("vmt", FOUR), tmp_path)
+    bad = {"base_weights": "builtin:swin_nano_studio", "weights_sha256": None, "img_size": 10**7,
+           "decoder_ratio": 10**6, "task_channels": {"semseg": 10**9}}
+    for key, value in bad.items():
+        (tmp_path / "adapter.json").write_text(json.dumps(cfg | {key: value}))
+        with pytest.raises(WeightsError, match=f"adapter config .*: {key} must"):
+            load_adapter(nano("vmt", FOUR), tmp_path)
 
 
 @pytest.mark.parametrize("fmt", ["timm", "microsoft", "safetensors"])

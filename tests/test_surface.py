@@ -166,3 +166,11 @@ def test_an_output_path_is_checked_before_the_work(run: Path, tmp_path: Path, ca
     weights.write_bytes(b"keep me too")
     assert main(["pretrain", "--run", str(tmp_path / "p"), "--out", str(weights), "--steps", "1"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err and weights.read_bytes() == b"keep me too"
+
+
+@pytest.mark.parametrize("opset", ["0", "17", "999"])
+def test_export_refuses_an_opset_it_cannot_write(run: Path, tmp_path: Path, opset: str, capsys) -> None:
+    """Below 18 the exporter used to write 18 while saying the opset asked for; above onnx's newest it fails late."""
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "m.onnx"), "--opset", opset]) == 2
+    err = capsys.readouterr().err
+    assert f"--opset {opset}: PyTorch's ONNX exporter writes opsets 18 to" in err and "loading" not in err

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..data import build_dataset
-from ..engine.export import OPSET, TOLERANCE, check_onnx, export_onnx, latency
+from ..engine.export import OPSET, TOLERANCE, check_onnx, check_opset, export_onnx, latency
 from ..engine.runs import check_output_file, load_run
 
 
@@ -34,6 +34,7 @@ def progress(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, args.run, args.overwrite)  # before minutes of work, and never a run's own file
+    check_opset(args.opset)
     progress(f"loading {args.run}")
     cfg, model = load_run(Path(args.run), [])
     progress(f"exporting to {args.out} (opset {args.opset}; this can take minutes)")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import VMTError
+from ..errors import ConfigError, VMTError
 from ..fileio import atomic_write
 from ..models.multitask import MultiTaskModel
 
@@ -50,10 +50,21 @@ class TaskOutputs(nn.Module):
         return tuple(out[name] for name in self.model.task_names)
 
 
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write: asked for less than it supports, it quietly writes another."""
+    require_extra()
+    import onnx
+
+    if not OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise ConfigError(f"--opset {opset}: PyTorch's ONNX exporter writes opsets {OPSET} to "
+                          f"{onnx.defs.onnx_opset_version()} (the installed onnx's newest)")
+
+
 def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size: bool = True,
                 opset: int = OPSET) -> dict:
     """Write ``model`` (fp32, CPU, eval mode) to ``out``; returns what was written."""
-    require_extra()
+    check_opset(opset)
+    import onnx
     wrapped = TaskOutputs(model)
     # Named, so that the graph's input reads (batch, 3, height, width) rather than exporter symbols.
     dim = torch.export.Dim
@@ -68,7 +79,8 @@ def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size:
         program.save(tmp)
 
     atomic_write(Path(out), write)
-    return {"path": str(out), "opset": opset, "bytes": Path(out).stat().st_size, "dynamic_size": dynamic_size,
+    written = {o.domain: o.version for o in onnx.load(str(out), load_external_data=False).opset_import}
+    return {"path": str(out), "opset": written.get("", opset), "bytes": Path(out).stat().st_size, "dynamic_size": dynamic_size,
             "size": size, "tasks": list(model.task_names), "export_s": time.perf_counter() - start}
 
 

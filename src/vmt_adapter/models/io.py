@@ -23,6 +23,8 @@ from .multitask import MultiTaskModel
 WEIGHTS_NAME = "adapter.safetensors"
 CONFIG_NAME = "adapter.json"
 FORMAT = "vmt-adapter/1"
+# Sizes an adapter file may ask for (the model is allocated from them): the limits of the configs.
+BOUNDS = (("img_size", 32, 4096), ("decoder_ratio", 1, 64), ("task_channels", 1, 1024))
 OLDER_DEFAULTS = {"decoder": "hrnet", "decoder_ratio": 4, "taps": "stage", "tap_norm": True}
 
 
@@ -72,9 +74,26 @@ def read_adapter_config(path: str | Path) -> dict:
         raise WeightsError(f"adapter config {cfg_path} must hold a JSON object, got {type(cfg).__name__}")
     if cfg.get("format") != FORMAT:
         raise WeightsError(f"adapter config {cfg_path}: format {cfg.get('format')!r} is not {FORMAT!r}")
-    missing = [k for k in ("method", "backbone", "tasks", "hparams") if k not in cfg]
+    # The base record and the checksum are what bind a file to its weights: without them a file would load
+    # on any base, or load flipped bytes, so they are required, not optional.
+    missing = [k for k in ("method", "backbone", "tasks", "hparams", "base_weights", "weights_sha256") if k not in cfg]
     if missing:
         raise WeightsError(f"adapter config {cfg_path} lacks key(s) {', '.join(missing)}")
+    base = cfg["base_weights"]
+    if not isinstance(base, dict) or not isinstance(base.get("name"), str) or \
+            not isinstance(base.get("sha256"), (str, type(None))):
+        raise WeightsError(f"adapter config {cfg_path}: base_weights must be an object with a name and a sha256, "
+                           f"got {base!r:.80}")
+    if not isinstance(cfg["weights_sha256"], str):
+        raise WeightsError(f"adapter config {cfg_path}: weights_sha256 must be a string, got {cfg['weights_sha256']!r:.80}")
+    for key, low, high in BOUNDS:
+        raw = cfg.get(key)
+        if raw is None:  # absent or null: the model's own default
+            continue
+        values = list(raw.values()) if key == "task_channels" and isinstance(raw, dict) else [raw]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
+            raise WeightsError(f"adapter config {cfg_path}: {key} must hold integers in {low}..{high}, "
+                               f"got {cfg.get(key)!r:.80}")
     return cfg
 
 
