@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,15 @@ def test_report_prior_row_comes_from_the_run_config(tmp_path: Path, capsys: pyte
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == ["run", "prior"]
     assert rows[1]["metrics"] == pytest.approx(prior_result(cfg)["metrics"]) and rows[1]["trainable"] == 0
+
+
+@pytest.mark.parametrize("text,why", [
+    ('{"metrics": {"semseg": 1.0, "semseg": 2.0}}', "key 'semseg' appears twice in one object"),
+    ('{"metrics": {"semseg": 1.0}, "trainable": -3}', "a parameter count cannot be negative, got trainable -3"),
+    ('{"metrics": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply to be a results file"),
+])
+def test_results_files_that_would_be_misread_are_refused(text: str, why: str, tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {why}")):
+        load_results(path)

@@ -53,6 +53,15 @@ def ranking_score(metrics: Mapping[str, float | None], reference: Mapping[str, f
     return multi_task_score(usable, reference) if usable else None
 
 
+def _unique(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
+    """A JSON object whose keys are unique: with a repeated key, json keeps the last one silently."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        repeated = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+        raise ConfigError(f"{path}: key {repeated!r} appears twice in one object")
+    return out
+
+
 def _number(value: Any, path: Path, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{path}: key {key!r} must be a finite number, got {value!r}")
@@ -110,9 +119,11 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "eval.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=lambda pairs: _unique(pairs, path))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a results file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
@@ -131,6 +142,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
         trainable = _number(params["trainable"], path, "params.trainable")
     else:
         trainable = None
+    if trainable is not None and trainable < 0:
+        raise ConfigError(f"{path}: a parameter count cannot be negative, got trainable {trainable!r}")
     dataset = data.get("dataset")
     published = data["metrics"] == {} and data.get("dm") is not None  # a dm without per-task numbers
     if published and data.get("reference") not in REFERENCES:
