@@ -106,3 +106,31 @@ def test_seeds_give_mean_and_std_and_parallel_jobs_match(tmp_path: Path) -> None
     assert summary["rows"][1]["dm"] == 0.0  # st-full against itself, seed by seed
     for seed in (0, 1):
         assert json.loads((tmp_path / "b" / f"seed-{seed}" / "decoder-only" / "eval.json").read_text())["step"] == 1
+
+
+GOOD_EVAL = {"name": "vmt", "metrics": {"semseg": 20.0, "sal": 30.0}, "params": {"adapter": 1, "trainable": 2}}
+
+
+def damage_cases() -> dict[str, tuple[str, bytes]]:
+    """(file, content) per case: each would have been a traceback or a silently wrong row."""
+    good = json.dumps(GOOD_EVAL)
+    metrics = lambda m: json.dumps(GOOD_EVAL | {"metrics": m}).encode()  # noqa: E731
+    return {"truncated eval": ("eval.json", good[:20].encode()), "list eval": ("eval.json", b"[1, 2]"),
+            "binary eval": ("eval.json", b"\x80\x81\xfe\x00"), "string metric": ("eval.json", metrics({"semseg": "high"})),
+            "impossible miou": ("eval.json", metrics({"semseg": 250.0})), "nan": ("eval.json", metrics({"semseg": math.nan})),
+            "unknown task": ("eval.json", metrics({"semseg": 20.0, "nope": 1.0})),
+            "garbage record": ("benchmark.json", b"\x00\x01garbage"),
+            "string wall time": ("benchmark.json", b'{"wall_s": "ten"}'),
+            "truncated adapter": ("adapter.json", b'{"hparams": {"bott')}
+
+
+def test_report_only_on_a_damaged_folder_is_one_line_naming_the_file(tmp_path: Path, capsys) -> None:
+    for case, (name, content) in damage_cases().items():
+        run = tmp_path / case.replace(" ", "-") / "seed-0" / "vmt"
+        run.mkdir(parents=True)
+        (run / "eval.json").write_text(json.dumps(GOOD_EVAL))
+        (run / name).write_bytes(content)
+        code = benchmark(run.parents[1], "--report-only", "--methods", "vmt")
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err and "Traceback" not in err, (case, err)
+        assert str(run / name) in err, (case, err)

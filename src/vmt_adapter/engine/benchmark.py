@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
@@ -210,8 +211,23 @@ def _lr(lrs: Mapping[str, float] | None, method: str) -> list[str]:
     return [f"train.lr={lrs[method]}"] if lrs else []
 
 
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def _read(path: Path, numbers: Sequence[str] = ()) -> dict:
+    """A run file as a JSON object ({} when absent); damage is one line naming the file, and ``numbers``
+    must be finite numbers or null where present, since they are averaged."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key in numbers:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise ConfigError(f"{path}: key {key!r} must be a finite number, got {value!r:.40}")
+    return data
 
 
 def collect_rows(out: Path, methods: Sequence[str], num_tasks: int) -> list[dict]:
@@ -221,17 +237,20 @@ def collect_rows(out: Path, methods: Sequence[str], num_tasks: int) -> list[dict
     rows = []
     for method in methods:
         run_dir = out / method
-        result, record = _read(run_dir / "eval.json"), _read(run_dir / RECORD)
+        result, record = _read(run_dir / "eval.json"), _read(run_dir / RECORD, ("wall_s", "peak_mem_mb"))
+        metrics = load_results(run_dir / "eval.json")["metrics"] if result else {}  # validated: tasks, ranges
         dm = None
         if result and reference is not None:
             try:
-                dm = multi_task_score(load_results(run_dir / "eval.json")["metrics"], reference)
+                dm = multi_task_score(metrics, reference)
             except ConfigError:  # no task in common, or a zero reference metric: dm is undefined
                 dm = None
         params = result.get("params", {})
+        if not isinstance(params, dict):
+            raise ConfigError(f"{run_dir / 'eval.json'}: key 'params' must be an object")
         rows.append({
             "method": method,
-            "metrics": result.get("metrics", {}),
+            "metrics": metrics,
             "details": result.get("details", {}),
             "dm": dm,
             "adapter_params": params.get("adapter"),
