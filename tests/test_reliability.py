@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -695,6 +696,18 @@ def test_a_full_disk_names_the_file_and_keeps_the_previous_version(tmp_path: Pat
 
     with pytest.raises(WriteError, match=f"cannot write {target}: No space left on device"):
         atomic_write(target, full)
+    assert target.read_text() == "previous" and list(tmp_path.iterdir()) == [target]
+
+    def full_safetensors(tmp: str) -> None:  # safetensors reports the OS error inside its own exception type
+        from safetensors import SafetensorError
+
+        Path(tmp).write_bytes(b"half")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull,\n'
+                              'message: "No space left on device" })')
+
+    with pytest.raises(WriteError, match=re.escape(f"cannot write {target}: Error while serializing: ") +
+                       ".*No space left on device.*previous version, if any, is kept"):
+        atomic_write(target, full_safetensors)
     assert target.read_text() == "previous" and list(tmp_path.iterdir()) == [target]
 
 

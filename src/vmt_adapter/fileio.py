@@ -8,6 +8,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from .errors import WriteError
 
 
@@ -18,9 +20,9 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     try:
         try:
             write(tmp)
-        except OSError as exc:  # ENOSPC and friends often name only the temporary file, or nothing
-            raise WriteError(f"cannot write {path}: {exc.strerror or exc} (the previous version, if any, is kept)") \
-                from exc
+        except (OSError, SafetensorError) as exc:  # ENOSPC and friends often name only the temporary file, or nothing
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+            raise WriteError(f"cannot write {path}: {why} (the previous version, if any, is kept)") from exc
         os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create 0600 files; follow the umask
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
