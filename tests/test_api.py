@@ -165,3 +165,15 @@ def test_a_random_base_that_cannot_be_drawn_again_is_refused(tmp_path: Path) -> 
     path.write_text(json.dumps(cfg | {"base_weights": other}))
     with pytest.raises(WeightsError, match=r"drawn from seed 8 .*this model's backbone is another \(seed 8"):
         vmt_adapter.from_pretrained(tmp_path / "adapter")
+
+
+def test_a_float_image_is_read_on_its_own_scale_not_as_black(tmp_path: Path) -> None:
+    """A float TIFF of values in [0, 1] (mode F): 0.5 is grey 128 (0.5 x 255 = 127.5, rounded to even)."""
+    from vmt_adapter.engine.predict import load_image
+
+    Image.fromarray(np.full((4, 6), 0.5, dtype=np.float32), mode="F").save(tmp_path / "f.tif")
+    rgb = load_image(tmp_path / "f.tif")
+    assert rgb.shape == (4, 6, 3) and rgb.dtype == np.uint8 and (rgb == 128).all()
+    Image.fromarray(np.full((4, 6), np.nan, dtype=np.float32), mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match=r"cannot read image .*nan\.tif: a floating-point image with NaN"):
+        load_image(tmp_path / "nan.tif")

@@ -50,7 +50,8 @@ SWIN_ONLY = {"vpt-deep", "mtlora"}  # built on Swin's window attention / stages 
 BLOCKS = {"swin_nano": 8, "vit_nano": 4}
 PAIRS = [(b, m) for b in BLOCKS for m in METHODS if b == "swin_nano" or m not in SWIN_ONLY]
 # Every pair at its default settings, then each variant on both families: (backbone, method, hparams, variant).
-CASES = [(b, m, {}, m) for b, m in PAIRS] + [(b, m, hp, v) for v, (m, hp, _) in VARIANTS.items() for b in BLOCKS]
+CASES = [(b, m, {}, m) for b, m in PAIRS] + [(b, m, hp, v) for v, (m, hp, _) in VARIANTS.items() for b in BLOCKS
+                                             if (b, v) != ("vit_nano", "bitfit+rel_pos")]  # ViT: no tables, refused
 CASE_IDS = [f"{b}-{v}" for b, _, _, v in CASES]
 
 
@@ -516,3 +517,8 @@ def test_an_adapter_for_another_layout_is_refused_naming_it(tmp_path) -> None:
     save_adapter(nano("vmt", tasks="sal"), tmp_path)
     with pytest.raises(WeightsError, match=r"tap_norm: file has True, model has False"):
         load_adapter(nano("vmt", tasks="sal", tap_norm=False), tmp_path)
+
+
+def test_bitfit_rel_pos_on_a_backbone_without_tables_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rel_pos: true needs relative-position tables \(Swin\); this backbone has none"):
+        nano("bitfit", backbone="vit_nano", rel_pos=True)

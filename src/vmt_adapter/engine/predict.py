@@ -82,10 +82,18 @@ GROUND_TRUTH = {
 
 
 def _rgb(im: Image.Image) -> np.ndarray:
-    """RGB uint8 (H, W, 3) of a PIL image; grayscale, 16-bit, palette and RGBA images are converted."""
+    """RGB uint8 (H, W, 3) of a PIL image; grayscale, 16-bit, float, palette and RGBA images are converted
+    (a float image is read on the scale its values fit: [0, 1], [0, 255] or [0, 65535])."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: convert("RGB") would clip at 255
         grey = np.asarray(im).astype(np.float64)
         top = 65535.0 if im.mode.startswith("I;16") or grey.max() > 255 else 255.0
+        grey = np.round(grey.clip(0, top) / top * 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode == "F":  # 32-bit float: convert("RGB") truncates, so a [0, 1] image would come out black
+        grey = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(grey).all():
+            raise DataError("a floating-point image with NaN or infinite pixels cannot be read as RGB")
+        top = 1.0 if grey.max() <= 1.0 else 255.0 if grey.max() <= 255.0 else 65535.0
         grey = np.round(grey.clip(0, top) / top * 255).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=-1)
     return np.asarray(im.convert("RGB"))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ...errors import ConfigError
 from .base import MethodConfig, PerTaskMethod, TaskRouted, register, replace_module
 
 BIASED = (nn.Linear, nn.LayerNorm, nn.Conv2d)
@@ -70,7 +71,11 @@ class BitFitMethod(PerTaskMethod):
         for name in biased:
             replace_module(backbone, name, TaskBias(backbone.get_submodule(name), n))
         if self.cfg.rel_pos:
-            for module in [m for m in backbone.modules() if isinstance(getattr(m, REL_POS, None), nn.Parameter)]:
+            tables = [m for m in backbone.modules() if isinstance(getattr(m, REL_POS, None), nn.Parameter)]
+            if not tables:  # a ViT has no relative-position table: the option would do nothing, silently
+                raise ConfigError("method 'bitfit': rel_pos: true needs relative-position tables (Swin); "
+                                  "this backbone has none")
+            for module in tables:
                 parametrize.register_parametrization(module, REL_POS, TaskOffset(getattr(module, REL_POS), n))
 
     def is_adapter(self, name: str) -> bool:
