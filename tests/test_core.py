@@ -157,6 +157,9 @@ def test_adapter_file_mismatch_is_refused(tmp_path) -> None:
         (tmp_path / "adapter.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != key}))
         with pytest.raises(WeightsError, match=f"lacks key\\(s\\) {key}"):
             load_adapter(nano("vmt", FOUR), tmp_path)
+    (tmp_path / "adapter.json").write_text('{"hparams": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(WeightsError, match="is nested too deeply to be an adapter config"):
+        load_adapter(nano("vmt", FOUR), tmp_path)
     bad = {"base_weights": "builtin:swin_nano_studio", "weights_sha256": None, "img_size": 10**7,
            "decoder_ratio": 10**6, "task_channels": {"semseg": 10**9}}
     for key, value in bad.items():

@@ -68,6 +68,8 @@ def read_adapter_config(path: str | Path) -> dict:
         raise WeightsError(f"adapter config not found: {cfg_path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"adapter config {cfg_path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise WeightsError(f"adapter config {cfg_path} is nested too deeply to be an adapter config") from None
     except OSError as exc:  # a folder in its place, no permission, ...
         raise WeightsError(f"adapter config {cfg_path} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(cfg, dict):
