@@ -608,7 +608,7 @@ def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_pat
          "vmt train: error: unknown config key 'model.backbon' (did you mean 'backbone'?)"),
         (["train", *tiny, "--set", "model.hparams={pretrained: x.pth, bottleneck: 8}", "--out", str(tmp_path / "x9")],
          "vmt train: error: unknown config key 'model.hparams.pretrained'"),
-        (["train", "--resume", "--out", str(tmp_path / "x8")], f"config file not found: {tmp_path / 'x8' / 'config.yaml'}"),
+        (["train", "--resume", "--out", str(tmp_path / "x8")], f"--resume: {tmp_path / 'x8'} does not exist"),
         (["eval", "--run", str(other)],
          f"vmt eval: error: adapter {other} does not fit this model (tasks: file has ['semseg'], "
          "model has ['semseg', 'sal'])"),
