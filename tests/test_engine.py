@@ -89,6 +89,43 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     assert lines[0] == lines[1]  # training and evaluation lines alike
 
 
+def test_twenty_random_kills_resume_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """kill -9 at 20 random points (after 1 or 2 more logged steps and a random fraction of the next, so some land
+    inside checkpoint writes), each time continued as a user would (--resume once a checkpoint exists, else a fresh
+    start): full fine-tuning with drop-path, so the random streams must resume too, ends as the uninterrupted run."""
+    import random
+
+    args = ["train", "--config", str(CONFIG), *sets("model.method=mt-full", "model.hparams={}", "model.drop_path=0.2",
+                                                    "train.ckpt_every=1", "data.num_train=16"), "--steps", "60",
+            "--no-progress"]
+    whole = vmt(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    cut, rng, kills = tmp_path / "cut", random.Random(0), 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    while not (cut / "eval.json").exists():
+        resume = ["--resume"] if any((cut / n).exists() for n in ("last.pt", "prev.pt")) else []
+        proc = subprocess.Popen([sys.executable, "-m", "vmt_adapter.cli", *args, "--out", str(cut), *resume],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        if kills == 20:
+            assert proc.wait() == 0, proc.stderr.read()
+            break
+        steps = lambda: len(log(cut)) if (cut / "metrics.jsonl").exists() else 0  # noqa: E731
+        start, wait_for = steps(), rng.choice([1, 2])
+        while proc.poll() is None and steps() < start + wait_for:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills == 20
+    a, b = load_file(str(tmp_path / "whole" / "adapter.safetensors")), load_file(str(cut / "adapter.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ea, eb = (json.loads((d / "eval.json").read_text()) for d in (tmp_path / "whole", cut))
+    assert ea["details"] == eb["details"]
+    assert [(r["step"], r.get("loss")) for r in log(tmp_path / "whole")] == [(r["step"], r.get("loss")) for r in log(cut)]
+
+
 def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     """torchrun, 2 gloo processes x batch 2 == 1 process x batch 4 (same global batches)."""
     common = ["train", "--config", str(CONFIG), *sets(), "--steps", "4", "--no-progress"]
