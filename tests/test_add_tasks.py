@@ -93,3 +93,11 @@ def test_train_from_a_run_adds_a_task_and_keeps_the_old_metrics(tmp_path: Path, 
     assert main(["eval", "--run", str(second)]) == 0  # the grown run rebuilds from its own folder
     assert main(["train", "--config", str(CONFIG), "--from", str(first), "--out", str(tmp_path / "x")]) == 2
     assert "--from RUN and --add-tasks TASKS go together" in capsys.readouterr().err
+    wrong = {(str(tmp_path / "nowhere"), "depth"): "not a finished run folder (it needs config.yaml and adapter.json)",
+             (str(first / "eval.json"), "depth"): "not a finished run folder",
+             (str(first), "sal"): f"--add-tasks sal: the run {first} already has sal"}
+    for (source, task), why in wrong.items():
+        assert main(["train", "--config", str(CONFIG), "--from", source, "--add-tasks", task, "--out",
+                     str(tmp_path / "y")]) == 2
+        assert why in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()  # refused before anything was written

@@ -731,13 +731,19 @@ def _current_umask() -> int:
     (["train", "--config", "synth-vmt", "--set", "model.drop_path=2", "--out", "x"],
      "'model.drop_path' must be a probability in [0, 1)"),
     (["train", "--config", "synth-vmt", "--set", "model.drop_path=.nan", "--out", "x"],
-     "'model.drop_path' must be a probability in [0, 1)"),
+     "config key 'model.drop_path' must be a finite number, got nan"),
     (["train", "--config", "synth-vmt", "--set", "train.loss_weights={semseg: abc}", "--out", "x"],
      "'train.loss_weights' must be a mapping of task names to finite non-negative numbers"),
     (["train", "--config", "synth-vmt", "--set", "train.loss_weights={semseg: -1}", "--out", "x"],
      "'train.loss_weights' must be a mapping of task names to finite non-negative numbers"),
     (["train", "--config", "synth-vmt", "--set", "eval.reference=nosuch", "--out", "x"],
      "reference 'nosuch': neither a built-in"),
+    (["train", "--config", "synth-vmt", "--set", "train.lr=.inf", "--out", "x"],
+     "config key 'train.lr' must be a finite number, got inf"),  # failed only at the second step
+    (["train", "--config", "synth-vmt", "--set", "train.lr=1e400", "--out", "x"],
+     "config key 'train.lr' must be a finite number, got inf"),
+    (["train", "--config", "synth-vmt", "--set", "train.grad_clip=.nan", "--out", "x"],
+     "config key 'train.grad_clip' must be a finite number, got nan"),
 ])
 def test_bad_values_are_one_line_errors_before_any_work(argv: list[str], why: str, tmp_path: Path, capsys,
                                                        monkeypatch) -> None:

@@ -216,6 +216,9 @@ def validate(cfg: RunConfig) -> RunConfig:
                                    and w >= 0 for w in cfg.train.loss_weights.values()),
          "a mapping of task names to finite non-negative numbers"),
     ]
+    for key, value in flatten_config(cfg.to_dict()).items():  # inf / nan pass every comparison below, or fail late
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be a finite number, got {value}")
     for key, ok, expected in checks:
         if not ok:
             raise ConfigError(f"config key {key!r} must be {expected}")

@@ -138,7 +138,12 @@ def resume_config(run_dir: Path) -> Path:
 
 def add_task_overrides(run_dir: str | Path, add: list[str]) -> list[str]:
     """``--set`` items that continue ``run_dir`` with the tasks ``add``: its tasks, model and task groups."""
+    if not (Path(run_dir) / "config.yaml").is_file() or not (Path(run_dir) / "adapter.json").is_file():
+        raise ConfigError(f"--from {run_dir}: not a finished run folder (it needs config.yaml and adapter.json)")
     run = load_config(Path(run_dir) / "config.yaml")
+    present = [t for t in add if t in run.tasks]
+    if present:
+        raise ConfigError(f"--add-tasks {','.join(add)}: the run {run_dir} already has {', '.join(present)}")
     groups = run.model.task_groups or [run.tasks]
     model = replace(run.model, from_run=str(run_dir), task_groups=[*groups, list(add)])
     return [f"tasks={json.dumps(run.tasks + list(add))}", f"data.size={run.data.size}"] + \
