@@ -177,3 +177,18 @@ def test_a_float_image_is_read_on_its_own_scale_not_as_black(tmp_path: Path) -> 
     Image.fromarray(np.full((4, 6), np.nan, dtype=np.float32), mode="F").save(tmp_path / "nan.tif")
     with pytest.raises(DataError, match=r"cannot read image .*nan\.tif: a floating-point image with NaN"):
         load_image(tmp_path / "nan.tif")
+
+
+def test_extreme_and_broken_images_are_predicted_or_refused_in_one_line(tmp_path: Path) -> None:
+    """A 1 x 1 image gives 1 x 1 outputs; a file that is not an image, and a decompression bomb, are refused."""
+    from vmt_adapter.engine.predict import load_image
+
+    model, _ = trained(tmp_path)
+    out = vmt_adapter.predict(model, np.full((1, 1, 3), 200, dtype=np.uint8))
+    assert out["semseg"].shape == (1, 1) and out["normals"].shape == (1, 1, 3)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(DataError, match=r"cannot read image .*text\.png: cannot identify image file"):
+        load_image(tmp_path / "text.png")
+    Image.new("L", (20_000, 20_000)).save(tmp_path / "huge.png")  # 400 M pixels, over PIL's bomb limit
+    with pytest.raises(DataError, match=r"cannot read image .*huge\.png: Image size \(400000000 pixels\) exceeds"):
+        load_image(tmp_path / "huge.png")
