@@ -301,6 +301,18 @@ def test_data_check_passes_an_export_and_names_a_deleted_or_truncated_file(pasca
     assert str(cut) in out and "2 problem(s)" in out
 
 
+def test_data_check_names_a_missing_split_and_a_symlink_loop(pascal_copy: Path, capsys) -> None:
+    ids = (pascal_copy / "ImageSets" / "Context" / "train.txt").read_text().split()
+    image = pascal_copy / "JPEGImages" / f"{ids[0]}.jpg"
+    image.unlink()
+    image.symlink_to(image.name)  # a link to itself: opening it loops
+    (pascal_copy / "ImageSets" / "Context" / "val.txt").unlink()
+    assert main(["data", "check", "--root", str(pascal_copy), "--deep"]) == 1
+    out = capsys.readouterr().out
+    assert f"- {pascal_copy / 'ImageSets' / 'Context' / 'val.txt'}: split file not found" in out
+    assert f"- {image}: missing (id '{ids[0]}', task semseg, train)" in out and "Traceback" not in out
+
+
 def test_data_check_nyud_layout_is_detected(nyud_root: Path, capsys) -> None:
     assert main(["data", "check", "--root", str(nyud_root)]) == 0
     assert "nyud layout" in capsys.readouterr().out
