@@ -751,3 +751,28 @@ def test_bad_values_are_one_line_errors_before_any_work(argv: list[str], why: st
     err = one_line_error(capsys, main(argv))
     assert why in err
     assert not (tmp_path / "x" / "metrics.jsonl").exists()  # training refused before its first step
+
+
+def test_a_full_disk_while_exporting_or_predicting_names_what_was_being_written(base_run: dict, tmp_path: Path,
+                                                                                monkeypatch, capsys) -> None:
+    """PIL's save on a full disk raises an OSError that names no file: the one-line error must name it."""
+    import errno
+
+    from PIL import Image as PILImage
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(PILImage.Image, "save", full)
+    code = main(["data", "export-synth", "--out", str(tmp_path / "ds"), "--num", "2", "--size", "32"])
+    err = capsys.readouterr().err  # the progress bar shares stderr: the error is its last line
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"vmt data: error: cannot write sample synth_train_000000 under "
+                                            f"{tmp_path / 'ds'}: No space left on device")
+    picture = tmp_path / "a.png"
+    monkeypatch.undo()
+    PILImage.new("RGB", (40, 30)).save(picture)
+    monkeypatch.setattr(PILImage.Image, "save", full)
+    code = main(["predict", "--run", str(base_run["run"]), str(picture), "--out", str(tmp_path / "p")])
+    err = one_line_error(capsys, code)
+    assert f"cannot write the predictions of {picture} in {tmp_path / 'p'}: No space left on device" in err

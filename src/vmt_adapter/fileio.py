@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -46,3 +47,13 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def writing(what: str) -> Iterator[None]:
+    """An OS error while writing ``what`` as one WriteError naming it (ENOSPC often names no file at all)."""
+    try:
+        yield
+    except OSError as exc:
+        raise WriteError(f"cannot write {what}: {exc.strerror or exc}") from exc
+

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..fileio import writing
 from ..tasks import IGNORE_INDEX
 from .pascal import FILE_NORMALS_TO_PROJECT
 from .synth import SPLITS, SYNTH_CLASSES, render_sample
@@ -74,11 +75,14 @@ def export_synth(
         for split, count in (("train", num - n_val), ("val", n_val)):
             for i in range(count):
                 sample_id = f"synth_{split}_{i:06d}"  # the id SynthScenes gives sample i of this split
-                write(out, sample_id, render_sample(seed, SPLITS[split][i], size))
+                sample = render_sample(seed, SPLITS[split][i], size)
+                with writing(f"sample {sample_id} under {out}"):
+                    write(out, sample_id, sample)
                 ids[split].append(sample_id)
                 bar.update()
     for split, split_ids in ids.items():
-        (out / LAYOUTS[layout][0] / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
+        with writing(str(out / LAYOUTS[layout][0] / f"{split}.txt")):
+            (out / LAYOUTS[layout][0] / f"{split}.txt").write_text("".join(f"{i}\n" for i in split_ids))
     return ids
 
 

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..data.transforms import Geometry, apply_geometry
 from ..data.visualize import IGNORE_COLOUR, render
 from ..errors import ConfigError, DataError
+from ..fileio import writing
 from ..models.multitask import MultiTaskModel
 from ..tasks import IGNORE_INDEX
 
@@ -227,15 +228,16 @@ def predict_files(model: MultiTaskModel, images: list[Path], out_dir: Path, size
         arrays = predict(model, rgb, size)
         h, w = next(iter(arrays.values())).shape[:2]
         tiles = [("image", np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR)), [])]
-        for spec in model.tasks:
-            picture = PICTURE[spec.kind](arrays[spec.name])
-            Image.fromarray(picture).save(out_dir / f"{stem}_{spec.name}.png")
-            if spec.kind == "classes":  # 8-bit grey (mode L), 16-bit beyond 256 classes
-                ids = arrays[spec.name].astype(np.uint8 if spec.channels <= 256 else np.uint16)
-                Image.fromarray(ids).save(out_dir / f"{stem}_{spec.name}_labels.png")
-            legend = _legend(spec.kind, arrays[spec.name], (class_names or {}).get(spec.name))
-            tiles.append((spec.name, picture, legend))
         panel = out_dir / f"{stem}_panel.png"
-        save_prediction_panel(tiles, panel)
+        with writing(f"the predictions of {path} in {out_dir}"):
+            for spec in model.tasks:
+                picture = PICTURE[spec.kind](arrays[spec.name])
+                Image.fromarray(picture).save(out_dir / f"{stem}_{spec.name}.png")
+                if spec.kind == "classes":  # 8-bit grey (mode L), 16-bit beyond 256 classes
+                    ids = arrays[spec.name].astype(np.uint8 if spec.channels <= 256 else np.uint16)
+                    Image.fromarray(ids).save(out_dir / f"{stem}_{spec.name}_labels.png")
+                legend = _legend(spec.kind, arrays[spec.name], (class_names or {}).get(spec.name))
+                tiles.append((spec.name, picture, legend))
+            save_prediction_panel(tiles, panel)
         panels.append(panel)
     return panels
