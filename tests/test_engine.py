@@ -362,6 +362,28 @@ def test_a_failing_tensorboard_writer_does_not_stop_training(tmp_path: Path, mon
     assert len([r for r in log(run) if "loss" in r]) == 3 and (run / "eval.json").exists()
 
 
+def test_the_reference_lag_runs_step_k_at_the_rate_of_step_k_minus_1() -> None:
+    """lr 1, warm-up 4 steps from 0.1: the rates are 0.1 + k x 0.225 by hand. The project runs steps 0, 1, 2 at
+    0.1, 0.325, 0.55; with the public code's after-step update (lr_lag 1) at 0.1, 0.1, 0.325."""
+    from vmt_adapter.engine.optim import lagged, warmup_cosine
+
+    def rates(lag: int) -> list[float]:
+        p = torch.nn.Parameter(torch.zeros(1))
+        opt = torch.optim.SGD([p], lr=1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lagged(warmup_cosine(4, 100, 1.0, 0.1), lag))
+        out = []
+        for _ in range(3):
+            out.append(opt.param_groups[0]["lr"])  # the rate this step runs at
+            opt.step()
+            sched.step()
+        return out
+
+    assert rates(0) == pytest.approx([0.1, 0.325, 0.55])
+    assert rates(1) == pytest.approx([0.1, 0.1, 0.325])
+    assert load_config("pascal-swin-t-vmt", ["data.root=x"]).train.lr_lag == 1
+    assert load_config(CONFIG).train.lr_lag == 0  # the SynthScenes configs keep the project's schedule
+
+
 def test_reference_schedule_follows_timm_cosine_with_warmup_prefix() -> None:
     """By hand from timm's CosineLRScheduler(warmup_prefix=True) as the public code configures it:
     lr(t) = warmup_lr + t (lr - warmup_lr) / W during warm-up, then min_lr + (lr - min_lr)(1 + cos(pi (t - W) / (N - W))) / 2."""

@@ -47,6 +47,7 @@ class TrainConfig:
     warmup_steps: int = 50
     warmup_lr: float | None = None  # lr at step 0 (the public code's WARMUP_LR); None: ramp (step + 1) / warmup
     min_lr: float = 0.0  # where the cosine ends (the public code's MIN_LR)
+    lr_lag: int = 0  # 1: step k runs at the schedule's rate of k - 1, as the public code's after-step scheduler update
     grad_clip: float = 5.0  # 0 disables clipping
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     log_every: int = 10
@@ -195,6 +196,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("eval.precision", cfg.eval.precision in ("fp32", "train"), "fp32 or train"),
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),
+        ("train.lr_lag", cfg.train.lr_lag in (0, 1), "0 (the project) or 1 (the public code's lag)"),
         ("train.min_lr", 0 <= cfg.train.min_lr <= cfg.train.lr, "between 0 and train.lr"),
         ("train.warmup_lr", cfg.train.warmup_lr is None or 0 <= cfg.train.warmup_lr <= cfg.train.lr,
          "between 0 and train.lr (or null)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,6 +40,12 @@ def warmup_cosine(warmup: int, total: int, lr: float = 1.0, warmup_lr: float | N
         progress = (step - warmup) / max(1, total - warmup)
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def lagged(factor: Callable[[int], float], lag: int) -> Callable[[int], float]:
+    """``factor`` read ``lag`` steps late, never before step 0. The public code updates timm's scheduler after
+    each optimizer step, so its step k runs at the rate of step k - 1 and the warm-up's first rate twice."""
+    return factor if lag == 0 else (lambda step: factor(max(0, step - lag)))
 
 
 def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:

@@ -31,7 +31,7 @@ from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
-from .optim import optimizer_step, param_groups, warmup_cosine
+from .optim import lagged, optimizer_step, param_groups, warmup_cosine
 from .prior import prior_details
 from .provenance import record_start
 from .results import write_eval
@@ -170,8 +170,8 @@ class Trainer:
                                                find_unused_parameters=self.model.method.has_unused_parameters)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(
-            t.warmup_steps, t.steps, t.lr, t.warmup_lr, t.min_lr))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lagged(warmup_cosine(
+            t.warmup_steps, t.steps, t.lr, t.warmup_lr, t.min_lr), t.lr_lag))
         trained = set(cfg.model.task_groups[-1]) if cfg.model.from_run else set(self.model.task_names)
         self.criterion = MultiTaskLoss([s for s in self.tasks if s.name in trained], t.loss_weights)
         self.step = 0
