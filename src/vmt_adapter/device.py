@@ -103,17 +103,14 @@ def step_peak_memory_mb(device: torch.device, fn: Callable[[], object]) -> float
 
 @contextlib.contextmanager
 def rng_preserved(device: torch.device) -> Iterator[None]:
-    """Run a block without moving the random streams training draws from (Python, NumPy, torch on the
-    CPU and on ``device``): creating a DataLoader iterator alone draws from torch's, so an evaluation
-    between two training steps would otherwise change every dropout / drop-path mask after it."""
-    py_state, np_state = random.getstate(), np.random.get_state()
+    """Run a block without moving the random streams training draws from (``rng_state``'s): creating a
+    DataLoader iterator alone draws from torch's, so an evaluation between two training steps would
+    otherwise change every dropout / drop-path mask after it."""
+    state = rng_state(device)
     try:
-        # The CPU stream is always forked; "cuda" with no device is a no-op on a CPU-only machine.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type="cuda"):
-            yield
+        yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
+        set_rng_state(state, device)
 
 
 @contextlib.contextmanager

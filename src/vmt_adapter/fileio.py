@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 from safetensors import SafetensorError
 
-from .errors import WriteError
+from .errors import ConfigError, WriteError
 
 
 def atomic_write(path: Path, write: Callable[[str], object]) -> None:
@@ -56,4 +58,27 @@ def writing(what: str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise WriteError(f"cannot write {what}: {exc.strerror or exc}") from exc
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file's value; anything that would be misread is one ConfigError naming the file: missing,
+    unreadable, not JSON, nested past the recursion limit (``what`` it should have been), or an object
+    with a repeated key (json would keep the last one silently)."""
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(pairs)
+        if len(out) < len(pairs):
+            repeated = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
+            raise ConfigError(f"{path}: key {repeated!r} appears twice in one object")
+        return out
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
 

@@ -32,7 +32,7 @@ import torch
 
 from ..device import peak_memory_mb, pick_device, reset_peak_memory
 from ..errors import ConfigError, VMTError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_json
 from ..models.adapters import METHODS
 from ..models.published import PUBLISHED_DM
 from ..tasks import TASKS
@@ -216,10 +216,7 @@ def _read(path: Path, numbers: Sequence[str] = ()) -> dict:
     must be finite numbers or null where present, since they are averaged."""
     if not path.exists():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+    data = read_json(path, "a run file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key in numbers:

@@ -22,7 +22,7 @@ import torch
 
 from .. import __version__
 from ..errors import ConfigError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_json
 
 RUN_RECORD = "run.json"
 LIBRARIES = ("torch", "timm", "numpy")
@@ -83,14 +83,9 @@ def provenance(device: torch.device, world_size: int, step: int) -> dict:
 def read_record(run_dir: Path) -> dict | None:
     """A run's ``run.json``; None when it has none (a run older than the record, or not a run folder)."""
     path = run_dir / RUN_RECORD
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    record = read_json(path, "a run record")
     if not isinstance(record, dict) or not isinstance(record.get("resumes", []), list):
         raise ConfigError(f"{path}: expected a JSON object whose 'resumes' is a list")
     return record

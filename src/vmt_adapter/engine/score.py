@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..fileio import read_json
 from ..tasks import TASKS
 
 # Single-task full fine-tuning of Swin-T on PASCAL-Context (headline metrics: mIoU %, mIoU %,
@@ -51,15 +51,6 @@ def ranking_score(metrics: Mapping[str, float | None], reference: Mapping[str, f
     usable = {t: v for t, v in metrics.items() if v is not None and math.isfinite(v)
               and t in reference and math.isfinite(reference[t]) and reference[t] != 0}
     return multi_task_score(usable, reference) if usable else None
-
-
-def _unique(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
-    """A JSON object whose keys are unique: with a repeated key, json keeps the last one silently."""
-    out = dict(pairs)
-    if len(out) < len(pairs):
-        repeated = next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i]))
-        raise ConfigError(f"{path}: key {repeated!r} appears twice in one object")
-    return out
 
 
 def _number(value: Any, path: Path, key: str) -> float:
@@ -118,16 +109,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / "eval.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=lambda pairs: _unique(pairs, path))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "a results file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object with key 'metrics'")
     if "metrics" not in data:

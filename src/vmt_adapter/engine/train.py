@@ -321,11 +321,10 @@ class Trainer:
         return self.cfg.eval.reference or "prior", self.cfg.eval.split
 
     def _score(self, metrics: dict[str, float]) -> float | None:
-        """dm of ``metrics`` against the ranking reference (computed once, on first use)."""
+        """dm of ``metrics`` against the ranking reference: ``eval.reference``, resolved when training starts,
+        else the split's prior (computed on first use)."""
         if self.reference is None:
-            against = self.cfg.eval.reference
-            self.reference = resolve_reference(against) if against else \
-                headlines(self.tasks, prior_details(self.cfg, self.cfg.eval.split))
+            self.reference = headlines(self.tasks, prior_details(self.cfg, self.cfg.eval.split))
         return ranking_score(metrics, self.reference)
 
     def _evaluate(self, writer) -> None:
