@@ -21,6 +21,7 @@ from vmt_adapter.cli import main
 from vmt_adapter.data.studio import VERSION as STUDIO_VERSION
 from vmt_adapter.data.synth import VERSION
 from vmt_adapter.engine.config import load_config
+from vmt_adapter.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "src" / "vmt_adapter" / "configs" / "synth-vmt.yaml"
@@ -382,6 +383,59 @@ def test_the_reference_lag_runs_step_k_at_the_rate_of_step_k_minus_1() -> None:
     assert rates(1) == pytest.approx([0.1, 0.1, 0.325])
     assert load_config("pascal-swin-t-vmt", ["data.root=x"]).train.lr_lag == 1
     assert load_config(CONFIG).train.lr_lag == 0  # the SynthScenes configs keep the project's schedule
+
+
+def test_position_tables_are_decayed_only_when_asked_and_unused_updates_not_at_all() -> None:
+    """Swin's relative-position tables sit in the no-decay group by default and in the decay group with
+    ``decay_position_tables`` (the public multi-task code); MTLoRA's unused last shared fc2 update is in
+    neither, so AdamW's decay cannot move it: with lr 0.1 and decay 0.5 a decayed tensor shrinks by 5 %."""
+    from vmt_adapter.engine.optim import param_groups
+    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.tasks import resolve_tasks
+
+    torch.manual_seed(0)
+    model = MultiTaskModel("swin_nano", "mtlora", resolve_tasks("semseg,sal"), img_size=64, last_shared_fc2=True)
+    names = {id(p): n for n, p in model.named_parameters()}
+    unused = {n for n in names.values() if ".layers.3.blocks.1.base_layer.mlp.fc2.lora." in n}
+    assert len(unused) == 2
+    for decay_tables in (False, True):
+        decay, no_decay = ({names[id(p)] for p in g["params"]} for g in param_groups(model, 0.5, decay_tables))
+        tables = {n for n in names.values() if n.endswith("relative_position_bias_table")}
+        assert tables and tables <= (decay if decay_tables else no_decay) and not tables & (no_decay if decay_tables else decay)
+        assert not unused & (decay | no_decay)
+        assert decay | no_decay | unused == {n for n, p in model.named_parameters() if p.requires_grad}
+    table = next(p for n, p in model.named_parameters() if n in tables)
+    lone = next(p for n, p in model.named_parameters() if n in unused and n.endswith(".A"))
+    before_table, before_lone = table.detach().clone(), lone.detach().clone()
+    opt = torch.optim.AdamW(param_groups(model, 0.5, True), lr=0.1)
+    for p in model.parameters():
+        p.grad = None if not p.requires_grad else torch.zeros_like(p)
+    opt.step()
+    torch.testing.assert_close(table, before_table * 0.95)
+    assert torch.equal(lone, before_lone)
+
+
+def test_fp16_scales_the_loss_skips_an_overflowing_step_and_is_refused_on_cpu(tmp_path: Path, capsys) -> None:
+    """Against plain SGD by hand: w = 3, loss = w^2 / 2, grad 3, lr 0.1 -> 2.7; through a GradScaler (scale
+    2^16, a power of two, so exact) the step is the same. An infinite loss makes the scaler skip the step and
+    halve its scale (torch's backoff factor 0.5). Training in fp16 on the CPU is refused in one line."""
+    from vmt_adapter.engine.optim import grad_scaler, optimizer_step
+
+    def step(loss_of, scaler) -> float:
+        w = torch.nn.Parameter(torch.tensor([3.0]))
+        optimizer_step(loss_of(w), torch.nn.Linear(1, 1), torch.optim.SGD([w], lr=0.1), 0.0, scaler)
+        return w.item()
+
+    assert step(lambda w: (w * w).sum() / 2, None) == pytest.approx(2.7)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    assert step(lambda w: (w * w).sum() / 2, scaler) == pytest.approx(2.7)
+    assert step(lambda w: (w * w).sum() * float("inf"), scaler) == 3.0 and scaler.get_scale() == 2.0**15
+    assert grad_scaler("bf16", torch.device("cpu")) is None
+    with pytest.raises(ConfigError, match="train.precision fp16 needs a CUDA device"):
+        grad_scaler("fp16", torch.device("cpu"))
+    assert main(["train", "--config", str(CONFIG), "--set", "train.precision=fp16", "--set", "device=cpu",
+                 "--steps", "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert "train.precision fp16 needs a CUDA device" in capsys.readouterr().err
 
 
 def test_reference_schedule_follows_timm_cosine_with_warmup_prefix() -> None:

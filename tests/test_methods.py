@@ -461,13 +461,20 @@ def test_reference_pascal_config_counts_the_reference_decoders(capsys) -> None:
     assert row["decoders"] == expected == 1_946_624 and (row["taps"], row["tap_norm"]) == ("merged", False)
 
 
-def test_fine_tuning_configs_take_the_public_drop_path() -> None:
-    """timm's stochastic depth grows linearly to ``drop_path`` at the last block; the PASCAL full fine-tuning
-    configs set the public code's 0.2, the others leave timm's default (0.1 for Swin)."""
+def test_reference_configs_take_the_public_training_mode() -> None:
+    """timm's stochastic depth grows linearly to ``drop_path`` at the last block. Every PASCAL and NYUD config
+    trains as the public code does (drop-path 0.2 in a backbone in train mode, fp16 with a scaler, decayed
+    position tables, MTLoRA's LoRA dropout 0.05); the SynthScenes configs keep the frozen backbone in eval mode."""
     from vmt_adapter.engine.config import load_config
+    from vmt_adapter.models.adapters import METHODS
 
-    assert load_config("pascal-swin-t-mt-full", ["data.root=x"]).model.drop_path == 0.2
-    assert load_config("pascal-swin-t-vmt", ["data.root=x"]).model.drop_path is None
+    for data in ("pascal", "nyud"):
+        for method in METHODS:
+            cfg = load_config(f"{data}-swin-t-{method}", ["data.root=x"])
+            assert (cfg.model.drop_path, cfg.model.backbone_train_mode) == (0.2, True), (data, method)
+            assert (cfg.train.precision, cfg.train.decay_position_tables) == ("fp16", True), (data, method)
+            assert cfg.model.hparams.get("dropout") == (0.05 if method == "mtlora" else None), (data, method)
+    assert load_config("synth-vmt").model.backbone_train_mode is False
     assert build_backbone("swin_nano", drop_path=0.2).layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
     assert build_backbone("swin_nano").layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
 
@@ -522,3 +529,46 @@ def test_an_adapter_for_another_layout_is_refused_naming_it(tmp_path) -> None:
 def test_bitfit_rel_pos_on_a_backbone_without_tables_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"rel_pos: true needs relative-position tables \(Swin\); this backbone has none"):
         nano("bitfit", backbone="vit_nano", rel_pos=True)
+
+
+def test_backbone_train_mode_turns_on_the_frozen_backbones_drop_path(images: torch.Tensor) -> None:
+    """``backbone_train_mode`` keeps a frozen backbone in train mode: with drop-path two passes differ; in eval
+    mode (the default) they are equal, and evaluation is deterministic either way."""
+    for train_mode in (False, True):
+        model = nano("vmt", drop_path=0.5, backbone_train_mode=train_mode).train()
+        assert model.backbone.training is train_mode
+        with torch.no_grad():
+            first, second = model(images)["semseg"], model(images)["semseg"]
+            assert torch.equal(first, second) is not train_mode
+            model.eval()
+            assert torch.equal(model(images)["semseg"], model(images)["semseg"])
+
+
+def test_mtlora_dropout_reads_as_the_public_code() -> None:
+    """The public ``MTLoRALinear``: ``x = lora_dropout(x)`` after the frozen layer read it whole; the shared
+    update reads the dropped shared input, a stacked layer's task updates their own streams undropped, and
+    proj's task updates the dropped shared input. In eval mode nothing is dropped."""
+    torch.manual_seed(0)
+    for stacked in (True, False):
+        layer = TaskSpecificLoRALinear(torch.nn.Linear(8, 6), 4, 2.0, 2, 2, 3.0, stacked, dropout=0.5).train()
+        for p in (layer.lora.B, layer.task_lora.B):
+            torch.nn.init.normal_(p)
+        x = torch.randn(3, 5, 8) if stacked else torch.randn(5, 8)
+        x0 = x[0] if stacked else x
+
+        def public(dropped: torch.Tensor) -> torch.Tensor:
+            frozen = layer.base_layer(x0)
+            out = [frozen + dropped @ layer.lora.A[0].T @ layer.lora.B[0].T * 2.0]
+            for t in range(2):
+                xt = x[1 + t] if stacked else dropped
+                out.append(frozen + xt @ layer.task_lora.A[t].T @ layer.task_lora.B[t].T * 3.0)
+            return torch.stack(out) if stacked else torch.stack(out).flatten(0, 1)
+
+        with torch.no_grad():
+            torch.manual_seed(1)
+            out = layer(x)
+            torch.manual_seed(1)
+            dropped = torch.nn.functional.dropout(x0, 0.5, training=True)
+            assert not torch.equal(dropped, x0)
+            torch.testing.assert_close(out, public(dropped))
+            torch.testing.assert_close(layer.eval()(x), public(x0))

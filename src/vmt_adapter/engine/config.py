@@ -43,13 +43,14 @@ class TrainConfig:
     batch_size: int = 16  # per process
     lr: float = 1e-3
     weight_decay: float = 0.05  # not applied to 1-D parameters (biases, norms, task vectors)
+    decay_position_tables: bool = False  # decay Swin's relative-position tables (ViT: position embedding), as the public code
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 50
     warmup_lr: float | None = None  # lr at step 0 (the public code's WARMUP_LR); None: ramp (step + 1) / warmup
     min_lr: float = 0.0  # where the cosine ends (the public code's MIN_LR)
     lr_lag: int = 0  # 1: step k runs at the schedule's rate of k - 1, as the public code's after-step scheduler update
     grad_clip: float = 5.0  # 0 disables clipping
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast) | fp16 (autocast and a GradScaler; CUDA only)
     log_every: int = 10
     eval_every: int = 500  # evaluate on eval.split every N steps, for the log and best.pt (0 = only at the end)
     ckpt_every: int = 100

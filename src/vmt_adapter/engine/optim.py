@@ -8,16 +8,19 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..models.multitask import MultiTaskModel
 
 
-def param_groups(model: MultiTaskModel, weight_decay: float) -> list[dict]:
+def param_groups(model: MultiTaskModel, weight_decay: float, decay_position_tables: bool = False) -> list[dict]:
     """No weight decay on 1-D parameters (biases, norms), as the public recipe exempts them, nor on
-    what the model names in ``no_weight_decay()`` (the backbone family's and the method's exemptions)."""
-    exempt = model.no_weight_decay()
+    what the model names in ``no_weight_decay()`` (the method's exemptions and, unless
+    ``decay_position_tables``, the backbone family's). Parameters the method declares unused (they get
+    no gradient in the public code) are left out, so that AdamW neither keeps state for them nor decays them."""
+    exempt = model.no_weight_decay(family=not decay_position_tables)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
+        if p.requires_grad and not model.method.is_unused(name.removeprefix("backbone.")):
             (no_decay if p.ndim <= 1 or name in exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
@@ -48,9 +51,33 @@ def lagged(factor: Callable[[int], float], lag: int) -> Callable[[int], float]:
     return factor if lag == 0 else (lambda step: factor(max(0, step - lag)))
 
 
-def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
-    """Backward, clip the gradient norm (0: no clipping), step; the update every training loop shares."""
-    loss.backward()
+def optimizer_step(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float,
+                   scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward, clip the gradient norm (0: no clipping), step; the update every training loop shares.
+
+    With a ``scaler`` (fp16) the loss is scaled before backward and the gradients unscaled before
+    clipping, and a step whose gradients overflowed is skipped while the scale backs off, as the public
+    code's ``NativeScalerWithGradNormCount`` does.
+    """
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
     if grad_clip > 0:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16 training's loss scaler: CUDA only, since small fp16 gradients vanish without one."""
+    if precision != "fp16":
+        return None
+    if device.type != "cuda":
+        raise ConfigError(f"train.precision fp16 needs a CUDA device (its GradScaler); this run is on {device.type}: "
+                          "use bf16 or fp32")
+    return torch.amp.GradScaler(device.type)

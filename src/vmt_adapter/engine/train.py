@@ -31,7 +31,7 @@ from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
 from .losses import MultiTaskLoss, global_counts
-from .optim import lagged, optimizer_step, param_groups, warmup_cosine
+from .optim import grad_scaler, lagged, optimizer_step, param_groups, warmup_cosine
 from .prior import prior_details
 from .provenance import record_start
 from .results import write_eval
@@ -169,7 +169,9 @@ class Trainer:
             self.net = DistributedDataParallel(self.model, device_ids=ids,
                                                find_unused_parameters=self.model.method.has_unused_parameters)
         t = cfg.train
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.lr, betas=t.betas)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay, t.decay_position_tables),
+                                           lr=t.lr, betas=t.betas)
+        self.scaler = grad_scaler(t.precision, self.info.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lagged(warmup_cosine(
             t.warmup_steps, t.steps, t.lr, t.warmup_lr, t.min_lr), t.lr_lag))
         trained = set(cfg.model.task_groups[-1]) if cfg.model.from_run else set(self.model.task_names)
@@ -195,6 +197,7 @@ class Trainer:
             "model": self.weights(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "config": self.cfg.to_dict(),
             "world_size": self.info.world_size,
             "best": self.best,
@@ -228,6 +231,8 @@ class Trainer:
                 params[k].copy_(v)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.step, self.skipped = state["step"], state["skipped"]
         if len(state.get("rng") or []) == self.info.world_size:  # checkpoints older than the record have none
             self.resumed_rng = state["rng"][self.info.rank]  # set in _loop, once the loader has drawn its seed
@@ -373,7 +378,7 @@ class Trainer:
                                              + kept)
                 self.skipped += 1
             else:
-                optimizer_step(total, self.model, self.optimizer, t.grad_clip)
+                optimizer_step(total, self.model, self.optimizer, t.grad_clip, self.scaler)
             self.scheduler.step()
             self.step += 1
             seen += batch["image"].shape[0] * self.info.world_size

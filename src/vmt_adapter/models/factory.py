@@ -24,7 +24,8 @@ class ModelConfig:
     decoder_ratio: int = 4  # decoder width multiplier (hrnet: fusion width = ratio x 270, 4 = the benchmark's 1080)
     taps: str = "stage"  # what the decoders read: "stage" outputs, or (Swin) "merged" after the next patch merging
     tap_norm: bool = True  # a parameter-free channel norm on each tap before the decoder (a project departure)
-    drop_path: float | None = None  # stochastic depth of a backbone that trains (st-full, mt-full); None: timm's
+    drop_path: float | None = None  # stochastic depth of the backbone when it runs in train mode; None: timm's
+    backbone_train_mode: bool = False  # a frozen backbone in train mode too (drop-path, LoRA dropout), as the public code
     hparams: dict = field(default_factory=dict)  # the method's config: fields of its MethodConfig dataclass
     # Tasks added to a trained run (``vmt train --from RUN --add-tasks``): the task names in the groups
     # they were trained in, first the original run's; empty = all tasks trained together.
@@ -49,7 +50,8 @@ def build_model(cfg: ModelConfig, tasks: list[TaskSpec], img_size: int | None = 
     by_name = {t.name: t for t in tasks}
     model = MultiTaskModel(cfg.backbone, cfg.method, [by_name[n] for n in groups[0]], pretrained=cfg.pretrained or None,
                            img_size=img_size, decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio, taps=cfg.taps,
-                           tap_norm=cfg.tap_norm, drop_path=cfg.drop_path, **method_config(cfg).to_dict())
+                           tap_norm=cfg.tap_norm, drop_path=cfg.drop_path,
+                           backbone_train_mode=cfg.backbone_train_mode, **method_config(cfg).to_dict())
     for group in groups[1:]:
         model.add_tasks([by_name[n] for n in group])
     return model

@@ -20,14 +20,16 @@ class MultiTaskModel(nn.Module):
     """``forward(images)`` returns ``{task: (B, C_task, H, W)}`` at the input resolution.
 
     The decoders and the method's trainable set (``Method.is_trainable``) train; unless the method
-    fine-tunes the whole backbone (``trains_backbone``), the backbone stays in eval mode (no dropout
-    or drop-path) whatever ``train()`` says.
+    fine-tunes the whole backbone (``trains_backbone``) or ``backbone_train_mode`` asks for the public
+    code's behaviour, the backbone stays in eval mode (no dropout or drop-path) whatever ``train()`` says.
     """
 
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
                  img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
-                 tap_norm: bool = True, drop_path: float | None = None, **hparams) -> None:
+                 tap_norm: bool = True, drop_path: float | None = None, backbone_train_mode: bool = False,
+                 **hparams) -> None:
         super().__init__()
+        self.backbone_train_mode = backbone_train_mode
         self.decoder_name, self.taps, self.tap_norm = decoder, taps, tap_norm
         self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
         self.backbone_name = backbone
@@ -100,10 +102,11 @@ class MultiTaskModel(nn.Module):
                               "runs the backbone once per task with that task's parameters")
         self.backbone.grad_checkpointing = enable
 
-    def no_weight_decay(self) -> set[str]:
+    def no_weight_decay(self, family: bool = True) -> set[str]:
         """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's
-        relative-position tables, ViT's position embedding and class token) and the method's own."""
-        own = {f"backbone.{n}" for n in family_of(self.backbone).no_weight_decay(self.backbone)}
+        relative-position tables, ViT's position embedding and class token; only with ``family``: the
+        public multi-task code decays them) and the method's own."""
+        own = {f"backbone.{n}" for n in family_of(self.backbone).no_weight_decay(self.backbone)} if family else set()
         return own | {n for n, _ in self.named_parameters() if self.method.no_weight_decay(n.removeprefix("backbone."))}
 
     def _freeze(self) -> None:
@@ -112,7 +115,7 @@ class MultiTaskModel(nn.Module):
 
     def train(self, mode: bool = True) -> "MultiTaskModel":
         super().train(mode)
-        if not self.method.trains_backbone:
+        if not (self.method.trains_backbone or self.backbone_train_mode):
             self.backbone.eval()
         for decoder in self.decoders.values():  # frozen by add_tasks: no BatchNorm statistics may move
             if not any(p.requires_grad for p in decoder.parameters()):

@@ -111,6 +111,11 @@ class Method:
         """Whether some trainable parameter never receives a gradient (DDP must then be told)."""
         return False
 
+    def is_unused(self, name: str) -> bool:
+        """Whether the trainable backbone parameter ``name`` is built (and counted) but nothing reads its
+        output: the optimizer leaves it out, as an optimizer skips a parameter without a gradient."""
+        return False
+
     def hparams(self) -> dict:
         """The method's config as ``adapter.json`` records it."""
         return self.cfg.to_dict()

@@ -55,13 +55,20 @@ QKV = ("q", "k", "v")
 class LoRALinear(TaskRouted):
     """A frozen ``nn.Linear`` (``base_layer``) plus the low-rank update of entry ``task`` of ``lora``."""
 
-    def __init__(self, base_layer: nn.Linear, n: int, rank: int, scale: float) -> None:
+    def __init__(self, base_layer: nn.Linear, n: int, rank: int, scale: float, dropout: float = 0.0) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.lora = LowRank(n, base_layer.in_features, base_layer.out_features, rank, scale)
+        self.dropout = lora_dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.lora(x, self.task)
+        return self.base_layer(x) + self.lora(self.dropout(x), self.task)
+
+
+def lora_dropout(p: float) -> nn.Module:
+    """Dropout on the update's input only (the frozen layer reads ``x`` whole), active in train mode:
+    the public LoRA / MTLoRA code's ``lora_dropout``; none at 0."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
 
 
 class SplitLoRALinear(TaskRouted):

@@ -47,7 +47,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
 from .base import NORM_PARAMS, Method, MethodConfig, check_positive, register, run_stages
-from .lora import LoRALinear, LowRank
+from .lora import LoRALinear, LowRank, lora_dropout
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
     "patch_embed": re.compile(r"^patch_embed\."),
@@ -66,19 +66,21 @@ class TaskSpecificLoRALinear(nn.Module):
     """
 
     def __init__(self, base_layer: nn.Linear, rank: int, scale: float, num_tasks: int, task_rank: int,
-                 task_scale: float, stacked_input: bool) -> None:
+                 task_scale: float, stacked_input: bool, dropout: float = 0.0) -> None:
         super().__init__()
         self.base_layer = base_layer
         d_in, d_out = base_layer.in_features, base_layer.out_features
         self.lora = LowRank(1, d_in, d_out, rank, scale) if rank else None
         self.task_lora = LowRank(num_tasks, d_in, d_out, task_rank, task_scale)
         self.stacked_input = stacked_input
+        self.dropout = lora_dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shared_in = x[0] if self.stacked_input else x
-        task_in = x[1:] if self.stacked_input else x.expand(self.task_lora.A.shape[0], *x.shape)
+        dropped = self.dropout(shared_in)  # as the public code: the task streams' own inputs are not dropped
+        task_in = x[1:] if self.stacked_input else dropped.expand(self.task_lora.A.shape[0], *x.shape)
         frozen = self.base_layer(shared_in)
-        shared = frozen if self.lora is None else frozen + self.lora(shared_in, 0)
+        shared = frozen if self.lora is None else frozen + self.lora(dropped, 0)
         out = torch.cat([shared.unsqueeze(0), frozen + self.task_lora.stacked(task_in)])
         return out if self.stacked_input else out.flatten(0, 1)
 
@@ -112,9 +114,12 @@ class MTLoRAConfig(MethodConfig):
     task_scale: float = 4.0
     also_train: str = ",".join(EXTRAS)  # comma-separated EXTRAS groups; "" trains the low-rank updates only
     last_shared_fc2: bool = False  # the public code's shared update of the last fc2, which nothing reads
+    dropout: float = 0.0  # on the low-rank updates' input, in train mode (``model.backbone_train_mode``); public: 0.05
 
     def __post_init__(self) -> None:
         check_positive(self, "mtlora", "rank", "task_rank")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.hparams.dropout (mtlora) {self.dropout}: a probability in [0, 1)")
         groups = [g.strip() for g in self.also_train.split(",") if g.strip()]
         unknown = [g for g in groups if g not in EXTRAS]
         if unknown:
@@ -143,18 +148,19 @@ class MTLoRAMethod(Method):
             for i, block in enumerate(stage.blocks):
                 is_tap = i == len(stage.blocks) - 1
                 cfg = self.cfg
-                block.attn.qkv = LoRALinear(block.attn.qkv, 1, cfg.rank, cfg.shared_scale)
+                block.attn.qkv = LoRALinear(block.attn.qkv, 1, cfg.rank, cfg.shared_scale, cfg.dropout)
                 for parent, attr, stacked in ((block.attn, "proj", False), (block.mlp, "fc1", True),
                                               (block.mlp, "fc2", True)):
                     base = getattr(parent, attr)
                     if not is_tap:
-                        setattr(parent, attr, LoRALinear(base, 1, cfg.rank, cfg.shared_scale))
+                        setattr(parent, attr, LoRALinear(base, 1, cfg.rank, cfg.shared_scale, cfg.dropout))
                         continue
                     # Nothing reads the very last shared stream: its fc2 update only if asked for.
                     last = (s, attr) == (len(backbone.layers) - 1, "fc2")
                     rank = 0 if last and not cfg.last_shared_fc2 else cfg.rank
                     setattr(parent, attr, TaskSpecificLoRALinear(
-                        base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked))
+                        base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked, cfg.dropout))
+            self.last_shared = re.compile(rf"^layers\.{len(backbone.layers) - 1}\.blocks\.\d+\.base_layer\.mlp\.fc2\.lora\.")
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
@@ -166,6 +172,9 @@ class MTLoRAMethod(Method):
 
     def is_task_specific(self, name: str) -> bool:
         return ".task_lora." in name
+
+    def is_unused(self, name: str) -> bool:
+        return self.cfg.last_shared_fc2 and bool(self.last_shared.search(name))
 
     def is_other_trainable(self, name: str) -> bool:
         return any(p.search(name) for p in self.extras)
