@@ -474,6 +474,7 @@ def test_reference_configs_take_the_public_training_mode() -> None:
             assert (cfg.model.drop_path, cfg.model.backbone_train_mode) == (0.2, True), (data, method)
             assert (cfg.train.precision, cfg.train.decay_position_tables) == ("fp16", True), (data, method)
             assert cfg.model.hparams.get("dropout") == (0.05 if method == "mtlora" else None), (data, method)
+            assert cfg.data.emptied == ("ignore" if data == "pascal" else "keep"), (data, method)  # NYUD has no parts
     assert load_config("synth-vmt").model.backbone_train_mode is False
     assert build_backbone("swin_nano", drop_path=0.2).layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
     assert build_backbone("swin_nano").layers[-1].blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)

@@ -132,6 +132,34 @@ def test_reference_padding_fills_zero_labels_and_a_black_image() -> None:
         build_transform(train=True, size=32, pad="edge")
 
 
+def test_human_parts_without_a_part_are_ignored_whole() -> None:
+    """Hand-made 16 x 16 maps. An image without annotated parts (all 255) stays all-ignore in both pads (a zero
+    pad used to make its border supervised background). A part in the top-left 2 x 2 corner is cropped away by
+    a 1.25 zoom about the centre (the corner's centre, 7 pixels from the image centre on each axis, lands
+    8.75 away, outside the 16-pixel canvas): the map is then all background, which ``emptied="ignore"``
+    ignores whole as the public code's AddIgnoreRegions does and ``"keep"`` supervises. A part at the centre
+    survives the zoom and is kept under both."""
+    image = np.zeros((16, 16, 3), np.uint8)
+    zoom = Geometry(scale=1.25)
+    for pad in ("ignore", "zero"):
+        for emptied in ("keep", "ignore"):
+            unannotated = {"image": image, "human_parts": np.full((16, 16), 255, np.uint8)}
+            out = apply_geometry(unannotated, Geometry(scale=0.75, angle=20.0), (16, 16), pad, emptied)
+            assert (out["human_parts"] == IGNORE_INDEX).all(), (pad, emptied)
+            corner = np.zeros((16, 16), np.uint8)
+            corner[:2, :2] = 3
+            out = apply_geometry({"image": image, "human_parts": corner}, zoom, (16, 16), pad, emptied)["human_parts"]
+            assert (out == (IGNORE_INDEX if emptied == "ignore" else 0)).all(), (pad, emptied)
+            centre = np.zeros((16, 16), np.uint8)
+            centre[6:10, 6:10] = 3
+            out = apply_geometry({"image": image, "human_parts": centre}, zoom, (16, 16), pad, emptied)["human_parts"]
+            assert (out == 3).sum() == 25 and (out == 0).sum() == 16 * 16 - 25, (pad, emptied)  # 4 x 1.25 -> 5 x 5
+    corner_semseg = apply_geometry({"image": image, "semseg": corner}, zoom, (16, 16), emptied="ignore")["semseg"]
+    assert (corner_semseg == 0).all()  # other tasks: an empty map is background, as annotated
+    with pytest.raises(ConfigError, match="data.emptied 'drop'"):
+        build_transform(train=True, size=16, emptied="drop")
+
+
 def test_eval_without_size_keeps_the_sample() -> None:
     raw = sphere_sample(40, 52)
     out = build_transform(train=False, size=None)(raw)

@@ -9,7 +9,7 @@ Label conventions shared by every dataset (what a sample dict holds under the ta
 task            target tensor                          ignored where
 ==============  =====================================  ==========================================
 semseg          int64 (H, W), class ids                255
-human_parts     int64 (H, W), PASCAL part ids 0..6     255 (whole map when no annotated person)
+human_parts     int64 (H, W), PASCAL part ids 0..6     255 (whole map when no part is annotated)
 sal             int64 (H, W), {0, 1}                   255
 normals         float32 (3, H, W), unit vectors        zero vector
                 (camera frame: x right, y up, z
@@ -44,6 +44,9 @@ class TaskSpec:
     higher_is_better: bool
     unit: str = ""
     bounds: tuple[float, float] = (0.0, float("inf"))  # what a headline value can be; outside it is a broken file
+    # A label map with nothing but background (0) and ignore (255) carries no annotation (PASCAL's human
+    # parts: images without people, or whose people were not annotated): ignored whole (``data.transforms``).
+    empty_is_unlabelled: bool = False
 
 
 # Channels are PASCAL-Context's; datasets with other label sets override them (see ``resolve_tasks``).
@@ -52,7 +55,7 @@ TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
         TaskSpec("semseg", 21, "classes", 1.0, "mIoU", True, "%", (0.0, 100.0)),
-        TaskSpec("human_parts", 7, "classes", 2.0, "mIoU", True, "%", (0.0, 100.0)),
+        TaskSpec("human_parts", 7, "classes", 2.0, "mIoU", True, "%", (0.0, 100.0), empty_is_unlabelled=True),
         TaskSpec("sal", 1, "binary", 5.0, "mIoU", True, "%", (0.0, 100.0)),
         TaskSpec("normals", 3, "normals", 10.0, "mean", False, "deg", (0.0, 180.0)),
         TaskSpec("depth", 1, "depth", 1.0, "rmse", False, "m"),

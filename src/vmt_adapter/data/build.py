@@ -46,6 +46,7 @@ def build_dataset(
     num: int | None = None,
     cache_dir: str | Path | None = None,
     pad: str = "ignore",
+    emptied: str = "keep",
 ) -> Dataset:
     """A dataset with the project's transform: augmented at ``size`` when ``train``, else resized to ``size``.
 
@@ -54,10 +55,11 @@ def build_dataset(
     one, so that runs with different seeds see the same data, as they would on a real dataset.
     ``num`` keeps the first ``num`` samples (SynthScenes: how many to render). ``root`` is ignored
     for ``synth``; ``cache_dir`` (synth only) stores rendered scenes; ``pad`` fills the pixels a training
-    geometry brings in from outside the image (``data.transforms``).
+    geometry brings in from outside the image and ``emptied`` says what becomes of a map the geometry
+    left without annotation (``data.transforms``).
     """
     names = check_tasks(tasks, dataset_class(name).PROVIDES, f"dataset {name!r}")
-    transform = build_transform(train=train, size=size, seed=seed, pad=pad)
+    transform = build_transform(train=train, size=size, seed=seed, pad=pad, emptied=emptied)
     if name == "synth":
         return SynthScenes(split, names, num=num, transform=transform, cache_dir=cache_dir or None,
                            **({} if size is None else {"size": size}))

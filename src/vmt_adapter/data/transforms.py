@@ -27,6 +27,11 @@ Conventions this module fixes (keep them in step with SynthScenes and the loader
   depth 0, and the image is padded with the ImageNet mean (zero after normalisation), so padding
   never counts as a label. ``pad="zero"`` is the public code's ``warpAffine`` fill: every array 0,
   i.e. labels become background / not salient and the image black.
+- A task whose empty map means "not annotated" (``TaskSpec.empty_is_unlabelled``: human parts) is
+  ignored whole when its map has no label but background: always when the source map has none (so a
+  zero pad cannot turn an unannotated image into supervised background), and with ``emptied="ignore"``
+  also when the geometry crops every part away, as the public code's ``AddIgnoreRegions`` does after
+  its warp. ``emptied="keep"`` (the project's default) supervises such a crop as background, which it is.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from ..tasks import IGNORE_INDEX, TASKS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PADS = ("ignore", "zero")  # what fills the pixels outside the source image (see the module doc)
+EMPTIED = ("keep", "ignore")  # what becomes of an annotated map the geometry leaves without a label (module doc)
 # Kinds whose raw array is an integer label map (nearest resampling, 255 fill).
 LABEL_KINDS = frozenset({"classes", "binary", "edge"})
 
@@ -104,6 +110,7 @@ class JointTransform:
         max_angle: float = 20.0,
         flip_prob: float = 0.5,
         pad: str = "ignore",
+        emptied: str = "keep",
     ) -> None:
         if size is not None and size < 1:
             raise ConfigError(f"transform size must be a positive integer or None, got {size}")
@@ -111,7 +118,9 @@ class JointTransform:
             raise ConfigError("a training transform needs a size (batches must share one resolution)")
         if pad not in PADS:
             raise ConfigError(f"data.pad {pad!r}: choose from {', '.join(PADS)}")
-        self.train, self.size, self.seed, self.pad = train, size, seed, pad
+        if emptied not in EMPTIED:
+            raise ConfigError(f"data.emptied {emptied!r}: choose from {', '.join(EMPTIED)}")
+        self.train, self.size, self.seed, self.pad, self.emptied = train, size, seed, pad, emptied
         self.scales, self.max_angle, self.flip_prob = scales, max_angle, flip_prob
         self.epoch = 0
 
@@ -134,23 +143,25 @@ class JointTransform:
         else:
             geometry = Geometry()
         out_hw = (h, w) if self.size is None else (self.size, self.size)
-        return apply_geometry(sample, geometry, out_hw, self.pad)
+        return apply_geometry(sample, geometry, out_hw, self.pad, self.emptied)
 
     def __repr__(self) -> str:
         return f"JointTransform(train={self.train}, size={self.size}, seed={self.seed})"
 
 
-def build_transform(train: bool, size: int | None, seed: int = 0, pad: str = "ignore") -> JointTransform:
+def build_transform(train: bool, size: int | None, seed: int = 0, pad: str = "ignore",
+                    emptied: str = "keep") -> JointTransform:
     """The project's transform: recipe augmentation when ``train``, plain resize (or none) otherwise."""
-    return JointTransform(train=train, size=size, seed=seed, pad=pad)
+    return JointTransform(train=train, size=size, seed=seed, pad=pad, emptied=emptied)
 
 
 def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int, int],
-                   pad: str = "ignore") -> dict[str, Any]:
+                   pad: str = "ignore", emptied: str = "keep") -> dict[str, Any]:
     """Resample every array of ``sample`` with one geometry and convert it to the contract tensors.
 
     Keys that are not the image or a task (``"id"`` and the like) pass through unchanged; ``pad``
-    says what fills the pixels outside the source (see the module doc).
+    says what fills the pixels outside the source and ``emptied`` what becomes of a map the geometry
+    leaves without a label (see the module doc).
     """
     image = sample["image"]
     in_hw = image.shape[:2]
@@ -164,6 +175,9 @@ def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int
             out[key] = _warp(_normalise(_unit_image(value)), grid, "bilinear")
         elif key in TASKS:
             out[key] = _task(TASKS[key].kind, value, geometry, grid, in_hw, key, pad)
+            if TASKS[key].empty_is_unlabelled and not _labelled(out[key]) and (emptied == "ignore" or
+                                                                              not _labelled(value)):
+                out[key] = torch.full_like(out[key], IGNORE_INDEX)
         else:
             out[key] = value
     return out
@@ -187,6 +201,11 @@ def _task(
     if kind == "normals":
         return _normals(value, geometry, grid)
     raise ConfigError(f"no transform rule for task kind {kind!r} (task {key!r})")
+
+
+def _labelled(labels: np.ndarray | torch.Tensor) -> bool:
+    """Whether a label map holds any label besides background (0) and ignore."""
+    return bool(((labels != 0) & (labels != IGNORE_INDEX)).any())
 
 
 def _normals(value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None) -> torch.Tensor:

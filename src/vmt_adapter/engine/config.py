@@ -35,6 +35,7 @@ class DataConfig:
     train_split: str = "train"  # the split training reads (SynthScenes pretraining: "pretrain")
     cache_dir: str = ""  # synth only: keep rendered scenes here (npz) instead of rendering every epoch
     pad: str = "ignore"  # after scale / rotate: ignore (labels 255, image mean) | zero (the public code's fill)
+    emptied: str = "keep"  # a human-parts map augmentation leaves without a part: keep (background) | ignore (public)
 
 
 @dataclass
@@ -210,6 +211,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                                                           for b in cfg.train.betas), "two numbers in [0, 1)"),
         ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
         ("data.pad", cfg.data.pad in ("ignore", "zero"), "ignore or zero"),
+        ("data.emptied", cfg.data.emptied in ("keep", "ignore"), "keep or ignore"),
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
         ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),

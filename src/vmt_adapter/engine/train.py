@@ -209,7 +209,8 @@ class Trainer:
             raise CheckpointError(f"--resume: no checkpoint in {self.run_dir}: the run was stopped before its first "
                                   "one; start it again without --resume (a fresh start may use the folder)")
         saved, now = flatten_config(state["config"]), flatten_config(self.cfg.to_dict())
-        diffs = [k for k in now if saved.get(k) != now[k] and k not in FREE_ON_RESUME]
+        default = flatten_config(RunConfig().to_dict())  # a key newer than the checkpoint ran at its default
+        diffs = [k for k in now if saved.get(k, default.get(k)) != now[k] and k not in FREE_ON_RESUME]
         if diffs:
             raise CheckpointError(f"--resume: the config differs from the checkpoint's in {', '.join(diffs)} "
                                   "(only keys that leave the result unchanged may change: "
@@ -301,7 +302,8 @@ class Trainer:
             record_start(self.run_dir, self.info.device, self.info.world_size, self.step, self.resume)
         ddp.barrier(self.info)
         data = build_dataset(c.data.name, c.data.root, c.data.train_split, c.tasks, c.data.size, train=True,
-                             seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad)
+                             seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad,
+                             emptied=c.data.emptied)
         if c.data.name != "synth":  # the evaluation split must exist before hours of training, not after
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
