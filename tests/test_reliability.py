@@ -782,3 +782,19 @@ def test_a_full_disk_while_exporting_or_predicting_names_what_was_being_written(
     code = main(["predict", "--run", str(base_run["run"]), str(picture), "--out", str(tmp_path / "p")])
     err = one_line_error(capsys, code)
     assert f"cannot write the predictions of {picture} in {tmp_path / 'p'}: No space left on device" in err
+
+
+def test_an_allocation_beyond_memory_is_one_line(capsys) -> None:
+    """Sizes inside the allowed ranges can still exceed the machine: a 10^9-image bench batch asks the CPU
+    allocator for 3 x 32 x 32 x 4 x 10^9 bytes = 11,444 GiB, and the real allocator error becomes one line."""
+    code = main(["bench", "--batch", "1000000000", "--size", "32", "--tasks", "1", "--methods", "decoder-only"])
+    err = one_line_error(capsys, code)
+    assert "out of memory (an allocation of 11,444.1 GiB failed)" in err and "batch size" in err
+
+
+def test_evaluating_a_run_on_a_dataset_without_its_tasks_names_them(base_run: dict, tmp_path: Path, capsys) -> None:
+    """A SynthScenes run (semseg, sal) evaluated with data.name=nyud: NYUD-v2 has no saliency; the refusal
+    names it (it used to surface as adapter tensors 'of wrong shape')."""
+    code = main(["eval", "--run", str(base_run["run"]), "--set", "data.name=nyud", "--set", f"data.root={tmp_path}"])
+    err = one_line_error(capsys, code)
+    assert "dataset 'nyud' does not provide sal; it provides semseg, depth, normals, edge" in err, err

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import VMTError
+from .errors import VMTError, out_of_memory
 
 # Sub-commands in the order ``vmt --help`` lists them, with the line it shows there. Each module defines
 # ``register(subparsers)``; only the one named on the command line is imported (they load torch), so
@@ -57,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"vmt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as exc:
+        if args.debug or (line := out_of_memory(exc)) is None:
+            raise
+        print(f"vmt {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"vmt {args.command}: interrupted", file=sys.stderr)

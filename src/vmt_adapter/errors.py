@@ -1,5 +1,12 @@
 """Errors a user can act on. The CLI prints them as one line and exits non-zero (``--debug`` shows the traceback)."""
 
+import re
+
+# What torch's CPU and CUDA allocators say when a request cannot be met (torch.OutOfMemoryError is a RuntimeError).
+_OOM = re.compile(r"can't allocate memory|not enough memory|out of memory", re.IGNORECASE)
+_BYTES = re.compile(r"tried to allocate (\d+) bytes", re.IGNORECASE)
+_CUDA_SIZE = re.compile(r"tried to allocate ([\d.]+ [KMGT]iB)", re.IGNORECASE)
+
 
 class VMTError(Exception):
     """Base class: the message names the file, key or value at fault and what was expected."""
@@ -23,3 +30,15 @@ class CheckpointError(VMTError):
 
 class WriteError(VMTError, OSError):
     """A run file that could not be written (disk full, no permission); the earlier version is kept."""
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """One line for an allocation that failed (sizes within the allowed ranges can still exceed a machine's
+    memory), or None when ``exc`` is something else."""
+    if not isinstance(exc, (MemoryError, RuntimeError)) or (isinstance(exc, RuntimeError) and not _OOM.search(str(exc))):
+        return None
+    size = _BYTES.search(str(exc))
+    asked = (f"{int(size.group(1)) / 2**30:,.1f} GiB" if size else
+             next(iter(m.group(1) for m in [_CUDA_SIZE.search(str(exc))] if m), "more than is free"))
+    return (f"out of memory (an allocation of {asked} failed): lower the batch size, data.size or --size, or "
+            "model.decoder_ratio; on a GPU, train.grad_checkpointing saves activation memory")

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ..data.build import dataset_class
+from ..data.pascal import check_tasks
 from ..data.synth import SPLITS
 from ..device import pick_device
 from ..errors import ConfigError
@@ -230,6 +232,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = set(cfg.train.loss_weights) - set(cfg.tasks)
     if unknown:
         raise ConfigError(f"train.loss_weights names task(s) not in tasks: {', '.join(sorted(unknown))}")
+    check_tasks(cfg.tasks, dataset_class(cfg.data.name).PROVIDES, f"config: dataset {cfg.data.name!r}")
     method_config(cfg.model)  # an unknown method, field or value is refused before any work
     pick_device(cfg.device)  # an unknown or absent device is refused before any work
     if cfg.data.name == "synth":  # real datasets name their split files; their loaders report a missing one
