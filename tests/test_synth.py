@@ -188,3 +188,24 @@ def test_results_carry_the_dataset_version() -> None:
 
     assert VERSION.startswith("synthscenes-")
     assert prior_result(load_config(None, ["data.size=32", "data.num_val=2", "data.cache_dir="]))["dataset_version"] == VERSION
+
+
+def test_prepare_renders_the_missing_cache_files_ahead_in_processes(tmp_path: Path) -> None:
+    """``prepare`` renders exactly the samples whose cache file is missing (here 6 of 8: two were read
+    earlier), in two processes, into uncompressed files that hold what ``render_sample`` returns."""
+    import zipfile
+
+    from vmt_adapter.data.synth import render_sample
+
+    data = SynthScenes("val", num=8, size=32, cache_dir=tmp_path)
+    data.raw(0), data.raw(5)
+    assert data.prepare(workers=2) == 6 and data.prepare(workers=2) == 0
+    files = sorted(tmp_path.glob("*.npz"))
+    assert len(files) == 8 and not list(tmp_path.glob("*.tmp"))
+    with zipfile.ZipFile(files[3]) as z:
+        assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
+    direct = render_sample(data.seed, SPLITS["val"][7], 32)
+    cached = data.raw(7)
+    for key in ("image", "semseg", "human_parts", "sal", "normals"):
+        assert np.array_equal(cached[key], direct[key]), key
+    assert SynthScenes("val", num=8, size=32).prepare(workers=2) == 0  # no cache: nothing to do

@@ -48,6 +48,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -828,27 +829,39 @@ class SynthScenes(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.num
 
+    def _cache_path(self, index: int) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / f"{VERSION}_s{self.seed}_i{index}_r{self.size}.npz"
+
     def _render(self, index: int) -> dict[str, np.ndarray]:
         """The array outputs of ``render_sample``, through the on-disk cache when one is set."""
         if self.cache_dir is None:
             return render_sample(self.seed, index, self.size)
-        path = self.cache_dir / f"{VERSION}_s{self.seed}_i{index}_r{self.size}.npz"
         try:
-            with np.load(path) as f:
+            with np.load(self._cache_path(index)) as f:
                 return {k: f[k] for k in f.files}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or unreadable: render again
             pass
-        sample = {k: v for k, v in render_sample(self.seed, index, self.size).items() if isinstance(v, np.ndarray)}
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **sample)
-            os.replace(tmp, path)  # atomic: readers never see a partial file
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return sample
+        return _render_to_cache(self.seed, index, self.size, self._cache_path(index))
+
+    def prepare(self, workers: int = 1, progress: Callable[[int, int], None] | None = None) -> int:
+        """Render every sample missing from the cache now, in ``workers`` processes, so that training reads
+        files instead of ray casting in its loop; returns how many were rendered (0 without a cache)."""
+        if self.cache_dir is None:
+            return 0
+        missing = [index for index in SPLITS[self.split][:self.num] if not self._cache_path(index).is_file()]
+        jobs = [(self.seed, index, self.size, self._cache_path(index)) for index in missing]
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for done, _ in enumerate(pool.map(_render_job, jobs, chunksize=16), 1):
+                    if progress:
+                        progress(done, len(jobs))
+        else:
+            for done, job in enumerate(jobs, 1):
+                _render_job(job)
+                if progress:
+                    progress(done, len(jobs))
+        return len(jobs)
 
     def raw(self, i: int) -> dict[str, Any]:
         """Numpy sample i: ``image``, the requested tasks, ``classes_present`` and ``id``."""
@@ -869,6 +882,25 @@ class SynthScenes(torch.utils.data.Dataset):
         out = apply_geometry(sample, Geometry(), (self.size, self.size))
         out["classes_present"] = torch.from_numpy(sample["classes_present"])
         return out
+
+
+def _render_to_cache(seed: int, index: int, size: int, path: Path) -> dict[str, np.ndarray]:
+    """Render one sample and store its arrays, uncompressed (reading is then a copy, not an inflate), atomically."""
+    sample = {k: v for k, v in render_sample(seed, index, size).items() if isinstance(v, np.ndarray)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **sample)
+        os.replace(tmp, path)  # atomic: readers never see a partial file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sample
+
+
+def _render_job(job: tuple[int, int, int, Path]) -> None:
+    _render_to_cache(*job)
 
 
 def _bench(size: int, n: int, seed: int) -> None:

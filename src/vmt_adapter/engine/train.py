@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import time
@@ -99,6 +100,17 @@ STATUS_EVERY_S = 5.0
 
 class NonFiniteLossError(VMTError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def prepare(data, workers: int, progress: bool) -> None:
+    """Render a synthetic dataset's missing cache files before the loop, in the loader's worker count of
+    processes or else one per core this process may use (at most 8), with a progress bar."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with tqdm(desc="render", unit="scene", disable=not progress, dynamic_ncols=True) as bar:
+        def advance(done: int, total: int) -> None:
+            bar.total, bar.n = total, done
+            bar.refresh()
+        data.prepare(workers or min(8, cores), advance)
 
 
 def run_model(cfg: RunConfig) -> MultiTaskModel:
@@ -304,6 +316,9 @@ class Trainer:
         data = build_dataset(c.data.name, c.data.root, c.data.train_split, c.tasks, c.data.size, train=True,
                              seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad,
                              emptied=c.data.emptied)
+        if self.info.is_main and hasattr(data, "prepare"):  # SynthScenes: render into the cache before the loop
+            prepare(data, c.data.workers, self.progress)
+        ddp.barrier(self.info)
         if c.data.name != "synth":  # the evaluation split must exist before hours of training, not after
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
