@@ -83,6 +83,30 @@ def test_grad_checkpointing_rows_and_identical_gradients(tmp_path: Path) -> None
         assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0]), backbone
 
 
+def test_decoder_recompute_keeps_gradients_and_batchnorm_statistics() -> None:
+    """In train mode (BatchNorm on batch statistics) with the decoders' fusion recomputed in backward, every
+    gradient and every running statistic equals the plain step's: BatchNorm runs once per step either way,
+    and the folded taps (no tap norm: VMT hands the decoder factored maps) go through the recompute too."""
+    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.tasks import resolve_tasks
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    for tap_norm in (True, False):
+        results = []
+        for enable in (False, True):
+            torch.manual_seed(0)
+            model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,sal"), img_size=64, tap_norm=tap_norm)
+            model.train().set_grad_checkpointing(enable)
+            assert all(d.grad_checkpointing is enable for d in model.decoders.values())
+            sum(o.pow(2).mean() for o in model(x).values()).backward()
+            results.append(({n: p.grad for n, p in model.named_parameters() if p.grad is not None},
+                            {n: b.clone() for n, b in model.decoders.named_buffers()}))
+        (g0, b0), (g1, b1) = results
+        assert model.method.fold_taps is not tap_norm
+        assert g0.keys() == g1.keys() and all(torch.equal(g0[n], g1[n]) for n in g0), tap_norm
+        assert all(torch.equal(b0[n], b1[n]) for n in b0) and b0["semseg.head.1.num_batches_tracked"] == 1
+
+
 def test_unfolded_rows_beside_the_folded_ones(tmp_path: Path) -> None:
     """``--no-tap-norm`` lets VMT fold its up-projection (rows say so); ``--unfolded`` adds the dense form."""
     out = tmp_path / "bench.json"

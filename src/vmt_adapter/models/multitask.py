@@ -92,7 +92,8 @@ class MultiTaskModel(nn.Module):
         return self.backbone.patch_embed.img_size[0]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute the backbone's non-tap blocks in backward instead of keeping their activations.
+        """Recompute the backbone's non-tap blocks, and the decoders' fusion where a decoder offers it,
+        in backward instead of keeping their activations.
 
         One-pass methods only: a per-task method switches its parameters between the T passes, so a
         recompute during backward would run with the last task's.
@@ -101,6 +102,9 @@ class MultiTaskModel(nn.Module):
             raise ConfigError(f"train.grad_checkpointing works with one-pass methods only; {self.method.name!r} "
                               "runs the backbone once per task with that task's parameters")
         self.backbone.grad_checkpointing = enable
+        for decoder in self.decoders.values():
+            if hasattr(decoder, "grad_checkpointing"):
+                decoder.grad_checkpointing = enable
 
     def no_weight_decay(self, family: bool = True) -> set[str]:
         """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..taps import LowRankMap
 from .base import channel_norm, check_taps
@@ -34,6 +35,10 @@ class MultiScaleDecoder(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(fused * ratio, out_channels, 1),
         )
+        # Recompute the fusion (reductions, upsampling, concatenation, first conv) in backward instead of
+        # keeping its 270-channel maps at the finest tap's resolution. BatchNorm stays outside: a recompute
+        # would update its running statistics a second time.
+        self.grad_checkpointing = False
 
     def _reduce(self, i: int, f: torch.Tensor | LowRankMap) -> torch.Tensor:
         if isinstance(f, LowRankMap):  # VMT's up-projection folded into the reduction (models/taps)
@@ -42,9 +47,17 @@ class MultiScaleDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor | LowRankMap], size: tuple[int, int]) -> torch.Tensor:
         """``feats``: the tapped maps (B, C_i, H_i, W_i) or factored ones, finest first; returns (B, out, *size)."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            fused = checkpoint(self._fuse, *feats, use_reentrant=False)
+        else:
+            fused = self._fuse(*feats)
+        out = self.head[1:](fused)
+        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+
+    def _fuse(self, *feats: torch.Tensor | LowRankMap) -> torch.Tensor:
+        """Every tap reduced, brought to the finest tap's resolution, concatenated, then the first 1x1 conv."""
         maps = [self._reduce(i, f) for i, f in enumerate(feats)]
         fine = maps[0].shape[-2:]
         maps = [maps[0]] + [F.interpolate(m, size=fine, mode="bilinear", align_corners=False) for m in maps[1:]]
-        out = self.head(torch.cat(maps, dim=1))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return self.head[0](torch.cat(maps, dim=1))
 
