@@ -36,6 +36,16 @@ def test_paired_gaps_pairs_by_seed_and_reports_mean_std():
     assert "normals ↓" in table
 
 
+def test_paired_gaps_across_two_results_files_pairs_by_seed():
+    """A setting's run against the default run of the same method: seeds present in both only."""
+    gaps = _load("paired_gaps")
+    variant = {"per_seed": {"0": [{"method": "vmt", "metrics": {"sal": 40.0}}],
+                            "2": [{"method": "vmt", "metrics": {"sal": 41.0}}]}}
+    default = {"per_seed": {"0": [{"method": "vmt", "metrics": {"sal": 42.5}}],
+                            "1": [{"method": "vmt", "metrics": {"sal": 1.0}}]}}
+    assert gaps.paired(variant, "vmt", "vmt", default) == (["sal"], [("0", [-2.5])])
+
+
 def test_paired_gaps_skips_a_seed_where_a_method_failed(tmp_path):
     gaps = _load("paired_gaps")
     results = {"per_seed": {"0": [{"method": "a", "metrics": {}}, {"method": "b", "metrics": {"sal": 1.0}}]}}
