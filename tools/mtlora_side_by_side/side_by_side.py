@@ -144,14 +144,18 @@ def import_project():
     return ModelConfig, build_model, resolve_tasks, step_peak_memory_mb
 
 
-def build_project(name: str, size: int):
+def build_project(name: str, size: int, backbone_train: bool = True):
+    """With ``backbone_train`` the project model trains as the reference does (and as its PASCAL configs
+    say): drop-path 0.2 in a backbone in train mode, MTLoRA's LoRA dropout 0.05."""
     ModelConfig, build_model, resolve_tasks, _ = import_project()
     method, hparams = PROJECT_CASES[name]
+    hparams = dict(hparams, **({"dropout": 0.05} if backbone_train and method == "mtlora" else {}))
     tasks = resolve_tasks(TASKS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(ModelConfig(backbone="swin_tiny", method=method, taps="merged", tap_norm=False,
-                                        hparams=dict(hparams)), tasks, img_size=size)
+                                        drop_path=0.2, backbone_train_mode=backbone_train, hparams=hparams),
+                            tasks, img_size=size)
     return model
 
 
@@ -208,9 +212,10 @@ def main() -> None:
                     help="comma list, subset of the default")
     ap.add_argument("--ref-window", type=int, default=0,
                     help="reference Swin window (0: 7 where the size allows, else the largest that fits)")
-    ap.add_argument("--ref-backbone-eval", action="store_true",
-                    help="keep the reference backbone in eval mode during training steps (no drop-path / "
-                         "LoRA dropout), as the project does with its frozen backbone; default: main.py's train()")
+    ap.add_argument("--backbone-mode", choices=("train", "eval"), default="train",
+                    help="the backbones during training steps, the same for every case: train (main.py's "
+                         "train(): drop-path 0.2, LoRA dropout 0.05; the project's model.backbone_train_mode) "
+                         "or eval (no drop-path, no dropout: the project's default for a frozen backbone)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-param-check", action="store_true",
                     help="skip building the reference and project-mtlora at 448 for the parameter check")
@@ -228,9 +233,9 @@ def main() -> None:
         t0 = time.perf_counter()
         if name == "reference-mtlora":
             m, ref_info = build_reference(a.size, a.ref_window or None)
-            m._ref_backbone_eval = a.ref_backbone_eval
+            m._ref_backbone_eval = a.backbone_mode == "eval"
         elif name in PROJECT_CASES:
-            m = build_project(name, a.size)
+            m = build_project(name, a.size, a.backbone_mode == "train")
         else:
             raise SystemExit(f"unknown case {name!r}")
         build_s[name] = time.perf_counter() - t0

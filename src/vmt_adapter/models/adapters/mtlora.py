@@ -18,16 +18,18 @@ patch merging), ``config.py`` (``TRAIN.FREEZE_* = False``) and
   every LayerNorm, the relative-position tables and the patch-merging reductions
   (``also_train``; ``""`` trains the low-rank updates only). Biases stay frozen (``BIAS='none'``).
 
-One backbone pass for all tasks. Differences from the public code, by project decision: the frozen
-backbone runs in eval mode, so its drop-path (0.2) and the LoRA dropout (0.05) are not applied; and
-the taps follow ``model.taps`` like every other method's: ``stage`` (the default) reads the stage
+One backbone pass for all tasks. ``dropout`` is the public code's ``lora_dropout`` (0.05 there) on the
+updates' input; like the backbone's drop-path it acts only when the backbone runs in train mode
+(``model.backbone_train_mode``, set by the PASCAL configs; by default a frozen backbone stays in eval
+mode). The taps follow ``model.taps`` like every other method's: ``stage`` (the default) reads the stage
 outputs before patch merging; ``merged`` passes the task streams through the next stage's patch
 merging as the public code does (decoder inputs 2C, 4C, 8C, 8C).
 
 The public code also gives the last block's fc2 a shared update whose output, the last shared
 stream, nothing reads (the decoders read the task streams); it never receives a gradient, but the
-published 8.34 M counts it. ``last_shared_fc2: true`` (the PASCAL configs) builds it too; by default
-it is left out (245,760 parameters on Swin-T).
+published 8.34 M counts it. ``last_shared_fc2: true`` (the PASCAL configs) builds it too, and the
+optimizer leaves it out (``is_unused``), as AdamW skips a parameter without a gradient in the public
+code; by default it is not built (245,760 parameters on Swin-T).
 
 Swin-T, 4 PASCAL tasks, ``vmt params``: low-rank updates 4,552,704 (shared 4,276,224 + task
 276,480), other trainable 1,599,546, decoders 1,801,472: trainable 7,953,722 (7.95 M). With
