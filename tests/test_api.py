@@ -94,8 +94,8 @@ def test_predict_returns_each_kind_at_the_input_resolution(tmp_path: Path) -> No
     assert set(out) == set(TASKS.split(","))
     for task in ("semseg", "human_parts"):
         assert out[task].shape == (37, 53) and np.issubdtype(out[task].dtype, np.integer)
-        assert 0 <= out[task].min() and out[task].max() < {"semseg": 21, "human_parts": 7}[task]
-    assert out["sal"].shape == (37, 53) and 0 <= out["sal"].min() and out["sal"].max() <= 1
+        assert out[task].min() >= 0 and out[task].max() < {"semseg": 21, "human_parts": 7}[task]
+    assert out["sal"].shape == (37, 53) and out["sal"].min() >= 0 and out["sal"].max() <= 1
     assert out["normals"].shape == (37, 53, 3)
     np.testing.assert_allclose(np.linalg.norm(out["normals"], axis=-1), 1.0, atol=1e-5)
     assert out["depth"].shape == (37, 53) and out["depth"].min() >= 0

@@ -214,8 +214,8 @@ def test_pretrain_writes_loadable_fp16_weights_and_its_loss_falls(tmp_path: Path
     with safe_open(str(out), "pt") as f:
         meta = f.metadata()
         assert meta["objective"] == "dense: depth, edge, coarse_shape" and meta["dataset_version"] == VERSION
-        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())
-        assert not any(k.startswith("head.") for k in f.keys())
+        assert all(f.get_tensor(k).dtype == torch.float16 for k in f.keys())  # noqa: SIM118 (not a dict)
+        assert not any(k.startswith("head.") for k in f.keys())  # noqa: SIM118
     build_backbone("swin_nano", pretrained=out, img_size=64)  # every key fits the backbone
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()
               if "loss" in json.loads(line)]
@@ -279,9 +279,8 @@ def test_a_second_writer_is_refused_and_a_dead_holder_is_stale(tmp_path: Path) -
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(ConfigError, match=f"in use by another training \\(PID {holder.pid}\\)"):
-            with RunLock(tmp_path):
-                pass
+        with pytest.raises(ConfigError, match=f"in use by another training \\(PID {holder.pid}\\)"), RunLock(tmp_path):
+            pass
     finally:
         holder.kill()
         holder.wait()

@@ -20,7 +20,7 @@ def test_placed_labels_overlap_neither_each_other_nor_the_markers() -> None:
     boxes = place_labels(anchors, sizes, markers, bounds=(0, 0, 400, 300))
     assert place_labels(anchors, sizes, markers, bounds=(0, 0, 400, 300)) == boxes  # deterministic
     for (x0, y0, x1, y1), (w, h) in zip(boxes, sizes):
-        assert (x1 - x0, y1 - y0) == (w, h) and 0 <= x0 and x1 <= 400 and 0 <= y0 and y1 <= 300
+        assert (x1 - x0, y1 - y0) == (w, h) and x0 >= 0 and x1 <= 400 and y0 >= 0 and y1 <= 300
     assert all(overlap(a, b) == 0 for a, b in itertools.combinations(boxes, 2))
     assert all(overlap(a, m) == 0 for a in boxes for m in markers)
 

@@ -309,7 +309,7 @@ def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hp
     torch.manual_seed(0)
     model = MultiTaskModel("swin_nano", method, resolve_tasks(THREE), pretrained=base, img_size=64, **hparams)
     with torch.no_grad():
-        for n, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     model.eval()
@@ -545,6 +545,18 @@ def test_backbone_train_mode_turns_on_the_frozen_backbones_drop_path(images: tor
             assert torch.equal(model(images)["semseg"], model(images)["semseg"])
 
 
+def _public_mtlora_linear(layer: TaskSpecificLoRALinear, x: torch.Tensor, dropped: torch.Tensor,
+                          stacked: bool) -> torch.Tensor:
+    """The public ``MTLoRALinear`` ('matrix' mode, scales 2 shared / 3 per task) on the project's parameters."""
+    x0 = x[0] if stacked else x
+    frozen = layer.base_layer(x0)
+    out = [frozen + dropped @ layer.lora.A[0].T @ layer.lora.B[0].T * 2.0]
+    for t in range(2):
+        xt = x[1 + t] if stacked else dropped
+        out.append(frozen + xt @ layer.task_lora.A[t].T @ layer.task_lora.B[t].T * 3.0)
+    return torch.stack(out) if stacked else torch.stack(out).flatten(0, 1)
+
+
 def test_mtlora_dropout_reads_as_the_public_code() -> None:
     """The public ``MTLoRALinear``: ``x = lora_dropout(x)`` after the frozen layer read it whole; the shared
     update reads the dropped shared input, a stacked layer's task updates their own streams undropped, and
@@ -556,20 +568,11 @@ def test_mtlora_dropout_reads_as_the_public_code() -> None:
             torch.nn.init.normal_(p)
         x = torch.randn(3, 5, 8) if stacked else torch.randn(5, 8)
         x0 = x[0] if stacked else x
-
-        def public(dropped: torch.Tensor) -> torch.Tensor:
-            frozen = layer.base_layer(x0)
-            out = [frozen + dropped @ layer.lora.A[0].T @ layer.lora.B[0].T * 2.0]
-            for t in range(2):
-                xt = x[1 + t] if stacked else dropped
-                out.append(frozen + xt @ layer.task_lora.A[t].T @ layer.task_lora.B[t].T * 3.0)
-            return torch.stack(out) if stacked else torch.stack(out).flatten(0, 1)
-
         with torch.no_grad():
             torch.manual_seed(1)
             out = layer(x)
             torch.manual_seed(1)
             dropped = torch.nn.functional.dropout(x0, 0.5, training=True)
             assert not torch.equal(dropped, x0)
-            torch.testing.assert_close(out, public(dropped))
-            torch.testing.assert_close(layer.eval()(x), public(x0))
+            torch.testing.assert_close(out, _public_mtlora_linear(layer, x, dropped, stacked))
+            torch.testing.assert_close(layer.eval()(x), _public_mtlora_linear(layer, x, x0, stacked))

@@ -8,8 +8,8 @@ import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 

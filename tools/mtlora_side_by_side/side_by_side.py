@@ -9,6 +9,7 @@ README.md (same folder) lists every stub and shim applied to the reference code.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -19,7 +20,6 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 import argparse
-import contextlib
 import io
 import json
 import platform
@@ -39,10 +39,8 @@ PAPER_TRAINABLE = 8_344_634
 import torch
 
 torch.set_num_threads(1)
-try:
+with contextlib.suppress(RuntimeError):
     torch.set_num_interop_threads(1)
-except RuntimeError:
-    pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,7 +100,8 @@ def build_reference(size: int, window: int | None, quiet: bool = True):
     with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from config import get_config
-        from models import build_model as ref_build_model, build_mtl_model
+        from models import build_model as ref_build_model
+        from models import build_mtl_model
         from models.lora import mark_only_lora_as_trainable
 
         args = argparse.Namespace(cfg=REF_CFG, tasks=TASKS, pascal="unused-no-data", local_rank=0,
@@ -138,9 +137,9 @@ PROJECT_CASES = {
 
 
 def import_project():
+    from vmt_adapter.device import step_peak_memory_mb
     from vmt_adapter.models.factory import ModelConfig, build_model
     from vmt_adapter.tasks import resolve_tasks
-    from vmt_adapter.device import step_peak_memory_mb
     return ModelConfig, build_model, resolve_tasks, step_peak_memory_mb
 
 

@@ -8,8 +8,15 @@ from pathlib import Path
 
 from ..engine.config import load_config
 from ..engine.prior import prior_result
-from ..engine.report import (add_run_details, build_rows, footnotes, format_per_class, format_provenance,
-                             format_table, rows_of_results)
+from ..engine.report import (
+    add_run_details,
+    build_rows,
+    footnotes,
+    format_per_class,
+    format_provenance,
+    format_table,
+    rows_of_results,
+)
 from ..engine.score import REFERENCES, reference_dataset, resolve_reference
 
 

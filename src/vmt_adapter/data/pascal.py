@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ MIN_DECODED_NORM = 0.5
 # Package data
 
 
-@lru_cache(maxsize=None)
+@cache
 def normals_valid_classes() -> np.ndarray:
     """The 170 context ids on which distilled normals are kept (package data, see resources/README.md)."""
     text = resources.files("vmt_adapter").joinpath("resources/pascal_context_normals_valid_classes.tsv").read_text()

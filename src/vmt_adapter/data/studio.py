@@ -36,7 +36,7 @@ import torch
 
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from .synth import _HIT, _NORMAL, _Shape, _Texture, _albedo, _colour, _value_noise, sphere_candidates
+from .synth import _HIT, _NORMAL, _albedo, _colour, _Shape, _Texture, _value_noise, sphere_candidates
 
 VERSION = "synthstudio-1"
 GEOMETRIES = ("ellipsoid", "box", "cylinder", "cone", "capsule")
@@ -251,7 +251,11 @@ class SynthStudio(torch.utils.data.Dataset):
         self.images, self.labels = self._render(workers, progress)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), images=self.images, labels=self.labels))
+            atomic_write(path, self._save)
+
+    def _save(self, tmp: str | os.PathLike[str]) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+            np.savez(f, images=self.images, labels=self.labels)
 
     def _render(self, workers: int, progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, np.ndarray]:
         first = SPLITS[self.split][0]

@@ -58,8 +58,8 @@ def comparison_panels(models: dict[str, torch.nn.Module], dataset, out_dir: Path
     for i in range(num):
         item = dataset[i]
         image = dataset.raw(i)["image"]
-        scale = max(1, PANEL_SIDE // image.shape[0])
-        big = lambda rgb: np.kron(np.asarray(rgb, np.uint8), np.ones((scale, scale, 1), np.uint8))  # noqa: E731
+        block = np.ones((max(1, PANEL_SIDE // image.shape[0]),) * 2 + (1,), np.uint8)
+        big = lambda rgb, block=block: np.kron(np.asarray(rgb, np.uint8), block)  # noqa: E731
         tiles = [("ground truth", big(image))]
         tiles += [(f"truth {t.name}", big(GROUND_TRUTH[t.kind](item[t.name]))) for t in tasks]
         for name, model in models.items():

@@ -117,7 +117,7 @@ class ClassesMeter(Meter):
         n = self.num_classes
         valid = target != IGNORE_INDEX
         truth, guess = target[valid], pred.argmax(dim=1)[valid]
-        if truth.numel() and not (0 <= int(truth.min()) and int(truth.max()) < n):
+        if truth.numel() and not (int(truth.min()) >= 0 and int(truth.max()) < n):
             raise ValueError(f"class label outside 0..{n - 1} (and not {IGNORE_INDEX}) in target")
         self._add(confusion=torch.bincount(truth * n + guess, minlength=n * n).view(n, n))
 

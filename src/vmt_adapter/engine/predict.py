@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -21,8 +20,8 @@ from ..fileio import writing
 from ..models.multitask import MultiTaskModel
 from ..tasks import IGNORE_INDEX
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
-Size = Union[int, tuple[int, int]]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
+Size = int | tuple[int, int]
 
 _HEAT = colormaps["inferno"]
 

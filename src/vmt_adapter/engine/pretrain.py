@@ -28,7 +28,6 @@ from .figures import pyplot, save_figure
 from .train import train
 
 
-
 def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
     """The backbone's weights as the plain timm module holds them, in fp16.
 

@@ -34,7 +34,10 @@ def _git(source: Path, *args: str) -> str:
                           timeout=GIT_TIMEOUT_S).stdout.strip()
 
 
-def git_state(source: Path = Path(__file__).resolve().parents[1]) -> dict | None:
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def git_state(source: Path = PACKAGE) -> dict | None:
     """``{"commit", "dirty"}`` of the git checkout holding ``source`` (the package), or None when it is
     not tracked by one (an installed wheel; a package inside some other repository's ignored folder)
     or git is missing. ``dirty``: tracked files differ from the commit (untracked files do not count)."""

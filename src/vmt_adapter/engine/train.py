@@ -39,7 +39,6 @@ from .results import write_eval
 from .runlock import RunLock
 from .score import ranking_score, resolve_reference
 
-
 # What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
 # from a run killed before its first checkpoint, hold nothing worth keeping).
 RUN_ARTEFACTS = ("next.pt", "last.pt", "prev.pt", "eval.json", "adapter.safetensors", "adapter.json")

@@ -117,7 +117,7 @@ class MultiTaskModel(nn.Module):
         for name, p in self.backbone.named_parameters():
             p.requires_grad = self.method.is_trainable(name)
 
-    def train(self, mode: bool = True) -> "MultiTaskModel":
+    def train(self, mode: bool = True) -> MultiTaskModel:
         super().train(mode)
         if not (self.method.trains_backbone or self.backbone_train_mode):
             self.backbone.eval()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-
 PUBLISHED_BACKBONE = "swin_tiny"  # every published count below is for Swin-T ...
 PUBLISHED_TASKS = ("semseg", "human_parts", "sal", "normals")  # ... and the four PASCAL-Context tasks
 

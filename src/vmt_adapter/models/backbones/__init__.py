@@ -15,8 +15,15 @@ from ...errors import WeightsError
 from .base import BackboneFamily, require_family
 from .swin import SwinFamily
 from .vit import ViTFamily
-from .weights import (describe_load_error, load_weights, read_state_dict, resolve_weights, state_digest,
-                      weights_identity, weights_layout)
+from .weights import (
+    describe_load_error,
+    load_weights,
+    read_state_dict,
+    resolve_weights,
+    state_digest,
+    weights_identity,
+    weights_layout,
+)
 
 FAMILIES: tuple[BackboneFamily, ...] = (SwinFamily(), ViTFamily())
 BACKBONES: dict[str, BackboneFamily] = {name: fam for fam in FAMILIES for name in fam.variants}
