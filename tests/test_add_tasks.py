@@ -60,7 +60,8 @@ def test_old_tasks_stay_bit_identical_and_only_the_new_part_trains(method: str, 
         assert torch.equal(after[task], before[task]), task
     assert all(torch.equal(p, old[n]) for n, p in model.named_parameters() if n in old)
     save_adapter(model, tmp_path / "grown")
-    assert json.loads((tmp_path / "grown" / "adapter.json").read_text())["task_groups"] == [["semseg", "sal"], ["depth"]]
+    assert (json.loads((tmp_path / "grown" / "adapter.json").read_text())["task_groups"]
+            == [["semseg", "sal"], ["depth"]])
     with torch.no_grad():
         rebuilt = vmt_adapter.from_pretrained(tmp_path / "grown", base=base)(x)
     for task in ("semseg", "sal", "depth"):

@@ -101,7 +101,8 @@ def test_seeds_give_mean_and_std_and_parallel_jobs_match(tmp_path: Path) -> None
         runs = [summary["per_seed"][s][i] for s in ("0", "1")]
         for task, mean in row["metrics"].items():
             values = [r["metrics"][task] for r in runs]
-            assert math.isclose(mean, sum(values) / 2) and math.isclose(row["metrics_std"][task], statistics.stdev(values))
+            assert (math.isclose(mean, sum(values) / 2)
+                    and math.isclose(row["metrics_std"][task], statistics.stdev(values)))
         assert row["seeds"] == [0, 1]
     assert summary["rows"][1]["dm"] == 0.0  # st-full against itself, seed by seed
     for seed in (0, 1):
@@ -116,8 +117,10 @@ def damage_cases() -> dict[str, tuple[str, bytes]]:
     good = json.dumps(GOOD_EVAL)
     metrics = lambda m: json.dumps(GOOD_EVAL | {"metrics": m}).encode()  # noqa: E731
     return {"truncated eval": ("eval.json", good[:20].encode()), "list eval": ("eval.json", b"[1, 2]"),
-            "binary eval": ("eval.json", b"\x80\x81\xfe\x00"), "string metric": ("eval.json", metrics({"semseg": "high"})),
-            "impossible miou": ("eval.json", metrics({"semseg": 250.0})), "nan": ("eval.json", metrics({"semseg": math.nan})),
+            "binary eval": ("eval.json", b"\x80\x81\xfe\x00"),
+            "string metric": ("eval.json", metrics({"semseg": "high"})),
+            "impossible miou": ("eval.json", metrics({"semseg": 250.0})),
+            "nan": ("eval.json", metrics({"semseg": math.nan})),
             "unknown task": ("eval.json", metrics({"semseg": 20.0, "nope": 1.0})),
             "garbage record": ("benchmark.json", b"\x00\x01garbage"),
             "string wall time": ("benchmark.json", b'{"wall_s": "ten"}'),

@@ -25,7 +25,8 @@ from vmt_adapter.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "src" / "vmt_adapter" / "configs" / "synth-vmt.yaml"
-TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8", "model.hparams={bottleneck: 16}",
+TINY = ["model.pretrained=", "data.cache_dir=", "data.size=64", "data.num_train=32", "data.num_val=8",
+        "model.hparams={bottleneck: 16}",
         "train.batch_size=4", "train.log_every=1", "eval.batch_size=8"]
 
 
@@ -124,7 +125,8 @@ def test_twenty_random_kills_resume_to_the_uninterrupted_result(tmp_path: Path) 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ea, eb = (json.loads((d / "eval.json").read_text()) for d in (tmp_path / "whole", cut))
     assert ea["details"] == eb["details"]
-    assert [(r["step"], r.get("loss")) for r in log(tmp_path / "whole")] == [(r["step"], r.get("loss")) for r in log(cut)]
+    assert ([(r["step"], r.get("loss")) for r in log(tmp_path / "whole")]
+            == [(r["step"], r.get("loss")) for r in log(cut)])
 
 
 def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
@@ -274,8 +276,10 @@ def test_a_second_writer_is_refused_and_a_dead_holder_is_stale(tmp_path: Path) -
     from vmt_adapter.engine.runlock import RunLock
     from vmt_adapter.errors import ConfigError
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from vmt_adapter.engine.runlock import RunLock\n"
-                               "with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)", str(tmp_path)],
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import sys, time; from vmt_adapter.engine.runlock import RunLock\n"
+                               "with RunLock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+                               str(tmp_path)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -358,7 +362,8 @@ def test_a_failing_tensorboard_writer_does_not_stop_training(tmp_path: Path, mon
     monkeypatch.setattr(SummaryWriter, "add_scalar", full)
     run = tmp_path / "run"
     with pytest.warns(UserWarning, match="TensorBoard logging stopped \\(No space left on device\\)"):
-        assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "3", "--out", str(run), "--no-progress"]) == 0
+        assert main(["train", "--config", str(CONFIG), *sets(), "--steps", "3", "--out", str(run),
+                     "--no-progress"]) == 0
     assert len([r for r in log(run) if "loss" in r]) == 3 and (run / "eval.json").exists()
 
 
@@ -400,7 +405,8 @@ def test_position_tables_are_decayed_only_when_asked_and_unused_updates_not_at_a
     for decay_tables in (False, True):
         decay, no_decay = ({names[id(p)] for p in g["params"]} for g in param_groups(model, 0.5, decay_tables))
         tables = {n for n in names.values() if n.endswith("relative_position_bias_table")}
-        assert tables and tables <= (decay if decay_tables else no_decay) and not tables & (no_decay if decay_tables else decay)
+        assert (tables and tables <= (decay if decay_tables else no_decay)
+                and not tables & (no_decay if decay_tables else decay))
         assert not unused & (decay | no_decay)
         assert decay | no_decay | unused == {n for n, p in model.named_parameters() if p.requires_grad}
     table = next(p for n, p in model.named_parameters() if n in tables)
@@ -439,7 +445,8 @@ def test_fp16_scales_the_loss_skips_an_overflowing_step_and_is_refused_on_cpu(tm
 
 def test_reference_schedule_follows_timm_cosine_with_warmup_prefix() -> None:
     """By hand from timm's CosineLRScheduler(warmup_prefix=True) as the public code configures it:
-    lr(t) = warmup_lr + t (lr - warmup_lr) / W during warm-up, then min_lr + (lr - min_lr)(1 + cos(pi (t - W) / (N - W))) / 2."""
+    lr(t) = warmup_lr + t (lr - warmup_lr) / W during warm-up, then
+    min_lr + (lr - min_lr)(1 + cos(pi (t - W) / (N - W))) / 2."""
     import math
 
     from vmt_adapter.engine.optim import warmup_cosine

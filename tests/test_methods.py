@@ -385,7 +385,8 @@ def test_a_huge_size_is_refused_before_allocation() -> None:
 
 @pytest.mark.parametrize("method", sorted(SWIN_ONLY))
 def test_swin_only_methods_refuse_a_vit_in_one_line(method: str) -> None:
-    with pytest.raises(ConfigError, match=rf"^method '{method}' works on swin backbones only \(.*\); this backbone is a vit$"):
+    with pytest.raises(ConfigError,
+                       match=rf"^method '{method}' works on swin backbones only \(.*\); this backbone is a vit$"):
         nano(method, backbone="vit_nano")
 
 
@@ -528,7 +529,8 @@ def test_an_adapter_for_another_layout_is_refused_naming_it(tmp_path) -> None:
 
 
 def test_bitfit_rel_pos_on_a_backbone_without_tables_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"rel_pos: true needs relative-position tables \(Swin\); this backbone has none"):
+    with pytest.raises(ConfigError,
+                       match=r"rel_pos: true needs relative-position tables \(Swin\); this backbone has none"):
         nano("bitfit", backbone="vit_nano", rel_pos=True)
 
 

@@ -237,7 +237,8 @@ def test_both_checkpoints_corrupt_is_one_checkpoint_error(tmp_path: Path, base_r
         save_checkpoint(tmp_path, tiny_state(step))
     for name in ("last.pt", "prev.pt"):
         (tmp_path / name).write_bytes(b"\x00" * 10)
-    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match=r"no usable checkpoint in .*last\.pt.*prev\.pt"):
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError,
+                                                  match=r"no usable checkpoint in .*last\.pt.*prev\.pt"):
         load_checkpoint(tmp_path)
     # through the CLI: one line
     run = copy_run(base_run["run"], tmp_path / "run")
@@ -250,7 +251,8 @@ def test_both_checkpoints_corrupt_is_one_checkpoint_error(tmp_path: Path, base_r
 
 
 @pytest.mark.parametrize("crash_at", [0, 1, 2])
-def test_a_kill_at_any_rename_of_a_save_leaves_the_newest_checkpoint(tmp_path: Path, monkeypatch, crash_at: int) -> None:
+def test_a_kill_at_any_rename_of_a_save_leaves_the_newest_checkpoint(tmp_path: Path, monkeypatch,
+                                                                      crash_at: int) -> None:
     """A save renames three times (tmp -> next.pt, last.pt -> prev.pt, next.pt -> last.pt); dying after the
     first k of them leaves step 3 loadable when k >= 1 (complete in next.pt or last.pt), else step 2; the next
     save keeps it as prev.pt."""
@@ -336,7 +338,8 @@ def test_pickled_code_is_never_run(tmp_path: Path, capsys) -> None:
     torch.save({"patch_embed.proj.weight": RunsCode(marker)}, evil)
     with pytest.raises(WeightsError, match=r"cannot read weights .*backbone\.pth: refused: .*posix\.system"):
         read_state_dict(evil)
-    code = main(["train", "--set", f"model.pretrained={evil}", "--set", "model.hparams={bottleneck: 16}", "--set", "data.size=64",
+    code = main(["train", "--set", f"model.pretrained={evil}", "--set", "model.hparams={bottleneck: 16}",
+                 "--set", "data.size=64",
                  "--out", str(tmp_path / "run")])
     assert "refused: it holds pickled Python objects (posix.system)" in one_line_error(capsys, code)
     assert not marker.exists()
@@ -401,7 +404,8 @@ def test_nonfinite_loss_stops_naming_step_and_task(base_run: dict, tmp_path: Pat
     (run / "metrics.jsonl").write_text('{"step": 99, "loss": 1.0}\n')  # a run killed before its first checkpoint
     code = main(tiny_train(base_run, run, "train.ckpt_every=1"))
     err = one_line_error(capsys, code)
-    assert err == f"vmt train: error: non-finite loss at step 3 in task(s) sal; the last good checkpoint is kept in {run}"
+    assert err == ("vmt train: error: non-finite loss at step 3 in task(s) sal; "
+                   f"the last good checkpoint is kept in {run}")
     assert load_checkpoint(run)["step"] == 2
     assert [r["step"] for r in log(run)] == [1, 2]  # the stale line is gone, nothing of step 3
     assert not (run / "adapter.safetensors").exists()
@@ -562,7 +566,8 @@ def test_damaged_dataset_files_raise_only_data_error(datasets: dict, data: st.Da
             assert str(root) in str(exc) and "\n" not in str(exc), exc
         else:  # whatever loaded satisfies the dataset contract
             assert sample["image"].shape == (3, size, size)
-            assert set(sample["semseg"].unique().tolist()) <= set(range(dataset.task_channels.get("semseg", 21))) | {255}
+            assert (set(sample["semseg"].unique().tolist())
+                    <= set(range(dataset.task_channels.get("semseg", 21))) | {255})
             assert torch.isfinite(sample["normals"]).all()
     finally:
         path.write_bytes(original)
@@ -572,7 +577,8 @@ def test_damaged_dataset_files_raise_only_data_error(datasets: dict, data: st.Da
 
 
 def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_path: Path, capsys) -> None:
-    tiny = ["--set", "model.hparams={bottleneck: 16}", "--set", "data.size=32", "--set", "train.batch_size=2", "--no-progress"]
+    tiny = ["--set", "model.hparams={bottleneck: 16}", "--set", "data.size=32", "--set", "train.batch_size=2",
+            "--no-progress"]
     run = copy_run(base_run["run"], tmp_path / "run", checkpoints=False)
     other = copy_run(base_run["run"], tmp_path / "other", checkpoints=False)
     cfg = json.loads((other / "adapter.json").read_text())
@@ -601,7 +607,8 @@ def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_pat
         (["train", *tiny, "--set", "tasks=[semseg,depht]", "--out", str(tmp_path / "x5")],
          "vmt train: error: unknown task 'depht'; choose from semseg, human_parts, sal, normals, depth, edge"),
         (["train", *tiny, "--set", "data.name=nyud", "--set", f"data.root={datasets['nyud']}", "--set", "tasks=[sal]",
-          "--out", str(tmp_path / "x6")], "dataset 'nyud' does not provide sal; it provides semseg, depth, normals, edge"),
+          "--out", str(tmp_path / "x6")],
+         "dataset 'nyud' does not provide sal; it provides semseg, depth, normals, edge"),
         (["train", *tiny, "--set", "model.hparams.botleneck=8", "--out", str(tmp_path / "x7")],
          "vmt train: error: unknown config key 'model.hparams.botleneck' (did you mean 'bottleneck'?)"),
         (["train", *tiny, "--set", "model.backbon=swin_tiny", "--out", str(tmp_path / "x10")],
@@ -629,7 +636,8 @@ def test_bad_input_gives_one_line_errors(base_run: dict, datasets: dict, tmp_pat
 def test_cli_process_prints_one_line_without_traceback(tmp_path: Path) -> None:
     """The real process: exit status 2 and exactly one line on stderr (``--debug`` is checked in-process above)."""
     proc = subprocess.run([sys.executable, "-m", "vmt_adapter.cli", "train", "--set", "data.name=pascal", "--set",
-                           "data.root=/nonexistent", "--set", "model.hparams={bottleneck: 16}", "--set", "data.size=32", "--out",
+                           "data.root=/nonexistent", "--set", "model.hparams={bottleneck: 16}",
+                           "--set", "data.size=32", "--out",
                            str(tmp_path / "run")], capture_output=True, text=True, timeout=180,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr

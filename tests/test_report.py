@@ -85,7 +85,8 @@ def test_report_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     a = _write(tmp_path / "a.json", {"name": "MTLoRA", "metrics": MTLORA, "trainable": 8_340_000})
     assert main(["report", a, "--reference", "pascal-swin-t"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "normals mean (deg) ↓" in lines[0] and "semseg mIoU (%) ↑" in lines[0] and "dm vs pascal-swin-t (%)" in lines[0]
+    assert ("normals mean (deg) ↓" in lines[0] and "semseg mIoU (%) ↑" in lines[0]
+            and "dm vs pascal-swin-t (%)" in lines[0])
     assert lines[2].split()[0] == "MTLoRA" and "+2.54" in lines[2] and "8.34" in lines[2]
     assert len({len(line) for line in lines}) == 1  # aligned
     assert main(["report", a, "--markdown"]) == 0
@@ -105,7 +106,8 @@ def test_dm_needs_the_reference_task_set_and_dataset(tmp_path: Path, capsys: pyt
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["depth"]["dm"] is None and "lacks the reference's task(s) semseg" in rows["depth"]["note"]
     assert rows["two"]["dm"] is None and "human_parts, normals" in rows["two"]["note"]
-    assert rows["synth-run"]["dm"] is None and rows["synth-run"]["note"] == "no dm: measured on synth, the reference on pascal"
+    assert (rows["synth-run"]["dm"] is None
+            and rows["synth-run"]["note"] == "no dm: measured on synth, the reference on pascal")
     # (60/67.21 + 55/61.93 + 60/62.35 - 3) / 4 + (17.97 - 18) / 17.97 / 4, in percent
     expected = 100 / 4 * ((60 - 67.21) / 67.21 + (55 - 61.93) / 61.93 + (60 - 62.35) / 62.35 - (18 - 17.97) / 17.97)
     assert rows["pascal-run"]["dm"] == pytest.approx(expected) and rows["pascal-run"]["note"] is None

@@ -116,7 +116,8 @@ def test_best_checkpoint_is_the_same_after_a_crash_and_resume(tmp_path: Path, mo
     assert record["step"] == 0 and [r["step"] for r in record["resumes"]] == [4]
     assert record["command"].startswith("vmt train --config synth-vmt --steps 8 --out")
     assert record["resumes"][0]["command"].endswith("--resume")
-    assert record["device"] == "cpu" and record["world_size"] == 1 and record["torch_threads"] == torch.get_num_threads()
+    assert (record["device"] == "cpu" and record["world_size"] == 1
+            and record["torch_threads"] == torch.get_num_threads())
     assert record["versions"]["torch"] == torch.__version__.split("+")[0] and record["machine"]["gpu"] is None
     host = socket.gethostname()
     assert len(host) < 4 or host not in (cut / "run.json").read_text()

@@ -59,7 +59,8 @@ def test_sweep_then_benchmark_at_the_selected_rates(tmp_path: Path) -> None:
     assert "selected lr" in (out / "sweep.md").read_text()
 
     bench = tmp_path / "bench"
-    assert main(["benchmark", "--out", str(bench), "--methods", "decoder-only,vmt", "--lr-from", str(out / "sweep.json"),
+    assert main(["benchmark", "--out", str(bench), "--methods", "decoder-only,vmt",
+                 "--lr-from", str(out / "sweep.json"),
                  *sets, "--steps", "2", "--no-subprocess", "--no-progress"]) == 0
     rows = {r["method"]: r for r in json.loads((bench / "results.json").read_text())["rows"]}
     assert {m: rows[m]["lr"] for m in rows} == {m: v["lr"] for m, v in summary["selected"].items()}

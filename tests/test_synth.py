@@ -188,7 +188,8 @@ def test_results_carry_the_dataset_version() -> None:
     from vmt_adapter.engine.prior import prior_result
 
     assert VERSION.startswith("synthscenes-")
-    assert prior_result(load_config(None, ["data.size=32", "data.num_val=2", "data.cache_dir="]))["dataset_version"] == VERSION
+    assert (prior_result(load_config(None, ["data.size=32", "data.num_val=2", "data.cache_dir="]))["dataset_version"]
+            == VERSION)
 
 
 def test_prepare_renders_the_missing_cache_files_ahead_in_processes(tmp_path: Path) -> None:

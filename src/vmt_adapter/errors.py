@@ -35,7 +35,8 @@ class WriteError(VMTError, OSError):
 def out_of_memory(exc: BaseException) -> str | None:
     """One line for an allocation that failed (sizes within the allowed ranges can still exceed a machine's
     memory), or None when ``exc`` is something else."""
-    if not isinstance(exc, (MemoryError, RuntimeError)) or (isinstance(exc, RuntimeError) and not _OOM.search(str(exc))):
+    if not isinstance(exc, (MemoryError, RuntimeError)) or (
+            isinstance(exc, RuntimeError) and not _OOM.search(str(exc))):
         return None
     size = _BYTES.search(str(exc))
     asked = (f"{int(size.group(1)) / 2**30:,.1f} GiB" if size else

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="vmt", help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--all", action="store_true", help="one row per method")
     p.add_argument("--tasks", default="semseg,human_parts,sal,normals")
-    p.add_argument("--bottleneck", type=int, default=None, help="bottleneck k of the methods that have one (vmt, vmt-lite; default 128)")
+    p.add_argument("--bottleneck", type=int, default=None,
+                   help="bottleneck k of the methods that have one (vmt, vmt-lite; default 128)")
     p.add_argument("--config", default=None,
                    help="count the model a run config describes (its tasks and model section) instead")
     p.add_argument("--published", action="store_true",

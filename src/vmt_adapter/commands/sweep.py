@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    parts = ["vmt", "sweep", "--suite", args.suite, "--out", out] + (["--methods", args.methods] if args.methods else [])
+    parts = (["vmt", "sweep", "--suite", args.suite, "--out", out]
+             + (["--methods", args.methods] if args.methods else []))
     parts += (["--lrs", args.lrs] if args.lrs else []) + (["--jobs", str(args.jobs)] if args.jobs != 1 else [])
     for item in args.overrides:
         parts += ["--set", item]

@@ -12,7 +12,9 @@ from ..errors import ConfigError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train adapters and decoders from a config")
-    p.add_argument("--config", help="YAML config: a path or a shipped config's name (synth-vmt, pascal-swin-t-vmt, ...); with --resume defaults to RUN_DIR/config.yaml")
+    p.add_argument("--config",
+                   help="YAML config: a path or a shipped config's name (synth-vmt, pascal-swin-t-vmt, ...); "
+                        "with --resume defaults to RUN_DIR/config.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set data.root=/data/PASCAL_MT (repeatable)")
     p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")

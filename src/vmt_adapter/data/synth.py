@@ -616,7 +616,8 @@ def _value_noise(q: np.ndarray, seed: int) -> np.ndarray:
         for dy in (0, 1):
             for dz in (0, 1):
                 weight = (
-                    (w[:, 0] if dx else 1 - w[:, 0]) * (w[:, 1] if dy else 1 - w[:, 1]) * (w[:, 2] if dz else 1 - w[:, 2])
+                    (w[:, 0] if dx else 1 - w[:, 0]) * (w[:, 1] if dy else 1 - w[:, 1])
+                    * (w[:, 2] if dz else 1 - w[:, 2])
                 )
                 out += weight * _hash01(i[:, 0] + dx, i[:, 1] + dy, i[:, 2] + dz, seed)
     return out
@@ -815,7 +816,8 @@ class SynthScenes(torch.utils.data.Dataset):
         tasks = tuple(t.strip() for t in tasks.split(",")) if isinstance(tasks, str) else tuple(tasks)
         unknown = [t for t in tasks if t not in self.PROVIDES]
         if unknown:
-            raise ConfigError(f"SynthScenes does not provide {', '.join(unknown)}; it provides {', '.join(self.PROVIDES)}")
+            raise ConfigError(f"SynthScenes does not provide {', '.join(unknown)}; "
+                              f"it provides {', '.join(self.PROVIDES)}")
         num = DEFAULT_NUM[split] if num is None else num
         if not 0 < num <= len(SPLITS[split]):
             raise ConfigError(f"SynthScenes num must be in 1..{len(SPLITS[split])} for split {split!r}, got {num}")

@@ -152,7 +152,8 @@ class Case:
 
     def forward_backward(self) -> None:
         with autocast(self.device, self.precision):
-            loss = sum(p.float().mean() for t in self.taps() for p in (t.parts() if isinstance(t, FactoredTap) else [t]))
+            loss = sum(p.float().mean() for t in self.taps()
+                       for p in (t.parts() if isinstance(t, FactoredTap) else [t]))
         loss.backward()
 
     def keep_taps(self) -> None:
@@ -299,7 +300,8 @@ def format_table(rows: list[dict]) -> str:
 def label(row: dict) -> str:
     """A row's series: the method, marked when it ran with gradient checkpointing or with VMT's taps unfolded
     where its layout lets them fold (``--unfolded``)."""
-    return row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "") + (" (unfolded)" if row.get("unfolded") else "")
+    return (row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "")
+            + (" (unfolded)" if row.get("unfolded") else ""))
 
 
 # A method's variants keep its colour and differ by the line: (gradient checkpointing, unfolded) -> style.

@@ -46,7 +46,8 @@ class TrainConfig:
     batch_size: int = 16  # per process
     lr: float = 1e-3
     weight_decay: float = 0.05  # not applied to 1-D parameters (biases, norms, task vectors)
-    decay_position_tables: bool = False  # decay Swin's relative-position tables (ViT: position embedding), as the public code
+    # decay Swin's relative-position tables (ViT: position embedding), as the public code
+    decay_position_tables: bool = False
     betas: tuple = (0.9, 0.999)
     warmup_steps: int = 50
     warmup_lr: float | None = None  # lr at step 0 (the public code's WARMUP_LR); None: ramp (step + 1) / warmup

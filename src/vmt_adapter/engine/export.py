@@ -80,7 +80,8 @@ def export_onnx(model: MultiTaskModel, out: str | Path, size: int, dynamic_size:
 
     atomic_write(Path(out), write)
     written = {o.domain: o.version for o in onnx.load(str(out), load_external_data=False).opset_import}
-    return {"path": str(out), "opset": written.get("", opset), "bytes": Path(out).stat().st_size, "dynamic_size": dynamic_size,
+    return {"path": str(out), "opset": written.get("", opset),
+            "bytes": Path(out).stat().st_size, "dynamic_size": dynamic_size,
             "size": size, "tasks": list(model.task_names), "export_s": time.perf_counter() - start}
 
 

@@ -144,7 +144,8 @@ class MultiTaskLoss(nn.Module):
         names = [t.name for t in tasks]
         unknown = sorted(set(weights) - set(names))
         if unknown:
-            raise ConfigError(f"loss weight given for task(s) not trained: {', '.join(unknown)}; tasks are {', '.join(names)}")
+            raise ConfigError(f"loss weight given for task(s) not trained: {', '.join(unknown)}; "
+                              f"tasks are {', '.join(names)}")
         for t in tasks:
             if t.kind not in LOSSES:
                 raise ConfigError(f"task {t.name}: no loss for kind {t.kind!r}; known kinds: {', '.join(LOSSES)}")

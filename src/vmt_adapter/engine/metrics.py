@@ -69,8 +69,10 @@ class Meter(ABC):
             raise ValueError(f"{type(self).__name__}: expected {len(self._state)} state tensors, got {len(tensors)}")
         for (name, old), new in zip(self._state.items(), tensors):
             if new.shape != old.shape:
-                raise ValueError(f"{type(self).__name__}: state {name!r} has shape {tuple(new.shape)}, expected {tuple(old.shape)}")
-        self._state = {name: new.detach().to("cpu", old.dtype).clone() for (name, old), new in zip(self._state.items(), tensors)}
+                raise ValueError(f"{type(self).__name__}: state {name!r} has shape {tuple(new.shape)}, "
+                                 f"expected {tuple(old.shape)}")
+        self._state = {name: new.detach().to("cpu", old.dtype).clone()
+                       for (name, old), new in zip(self._state.items(), tensors)}
 
     def all_reduce(self, group: dist.ProcessGroup | None = None) -> None:
         """Sum the state over the processes of ``group``; a no-op without torch.distributed."""

@@ -125,7 +125,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], markdown: bool = False, refe
     """Aligned text (or markdown) table: name, one column per task, then dm and trainable when known."""
     specs = [spec for name, spec in TASKS.items() if any(name in row["metrics"] for row in rows)]
     headers = ["name"] + [_task_header(spec) for spec in specs]
-    cells = [[row["name"]] + [_number(row["metrics"][s.name]) if s.name in row["metrics"] else "-" for s in specs] for row in rows]
+    cells = [[row["name"]] + [_number(row["metrics"][s.name]) if s.name in row["metrics"] else "-" for s in specs]
+             for row in rows]
     if any(row["dm"] is not None for row in rows):
         headers.append(f"dm vs {reference} (%) ↑" if reference else "dm (%) ↑")
         for line, row in zip(cells, rows):

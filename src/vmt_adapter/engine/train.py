@@ -372,7 +372,8 @@ class Trainer:
         bar = tqdm(total=t.steps, initial=self.step, desc="train", disable=not self.progress, dynamic_ncols=True)
         tic, seen = time.perf_counter(), 0
         said = tic
-        batches = iter(loader)  # draws the loader's base seed from torch's stream, as the checkpointed run did at step 0
+        # draws the loader's base seed from torch's stream, as the checkpointed run did at step 0
+        batches = iter(loader)
         if self.resumed_rng is not None:
             set_rng_state(self.resumed_rng, dev)
             self.resumed_rng = None

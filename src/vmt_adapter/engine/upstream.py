@@ -129,7 +129,8 @@ class MaskedPretrainer(nn.Module):
         self.stride = 32
         self.mask_token = nn.Parameter(torch.zeros(backbone.embed_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
-        self.pixels = nn.Sequential(nn.Conv2d(backbone.num_features, 3 * self.stride**2, 1), nn.PixelShuffle(self.stride))
+        self.pixels = nn.Sequential(nn.Conv2d(backbone.num_features, 3 * self.stride**2, 1),
+                                    nn.PixelShuffle(self.stride))
         self.classifier = nn.Linear(backbone.num_features, num_classes)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,12 +267,14 @@ class UpstreamRun:
         self.model = MaskedPretrainer(backbone, len(CLASSES)).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, t.weight_decay), lr=t.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(t.warmup_steps, t.steps))  # a factor of lr
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           warmup_cosine(t.warmup_steps, t.steps))  # a factor of lr
         self.step = 0
         self.stop_signal: int | None = None
 
     def _state(self) -> dict:
-        return {"step": self.step, "skipped": 0, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"step": self.step, "skipped": 0, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.cfg),
                 "rng": torch.get_rng_state()}
 

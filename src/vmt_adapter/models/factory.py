@@ -25,7 +25,8 @@ class ModelConfig:
     taps: str = "stage"  # what the decoders read: "stage" outputs, or (Swin) "merged" after the next patch merging
     tap_norm: bool = True  # a parameter-free channel norm on each tap before the decoder (a project departure)
     drop_path: float | None = None  # stochastic depth of the backbone when it runs in train mode; None: timm's
-    backbone_train_mode: bool = False  # a frozen backbone in train mode too (drop-path, LoRA dropout), as the public code
+    # a frozen backbone in train mode too (drop-path, LoRA dropout), as the public code
+    backbone_train_mode: bool = False
     hparams: dict = field(default_factory=dict)  # the method's config: fields of its MethodConfig dataclass
     # Tasks added to a trained run (``vmt train --from RUN --add-tasks``): the task names in the groups
     # they were trained in, first the original run's; empty = all tasks trained together.

@@ -87,7 +87,8 @@ def read_adapter_config(path: str | Path) -> dict:
         raise WeightsError(f"adapter config {cfg_path}: base_weights must be an object with a name and a sha256, "
                            f"got {base!r:.80}")
     if not isinstance(cfg["weights_sha256"], str):
-        raise WeightsError(f"adapter config {cfg_path}: weights_sha256 must be a string, got {cfg['weights_sha256']!r:.80}")
+        raise WeightsError(f"adapter config {cfg_path}: weights_sha256 must be a string, "
+                           f"got {cfg['weights_sha256']!r:.80}")
     for key, low, high in BOUNDS:
         raw = cfg.get(key)
         if raw is None:  # absent or null: the model's own default

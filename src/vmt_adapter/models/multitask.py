@@ -138,7 +138,8 @@ class MultiTaskModel(nn.Module):
         state = {n: p.detach() for n, p in self.named_parameters()
                  if n.startswith("decoders.") or self.method.is_trainable(n.removeprefix("backbone."))}
         state.update({f"decoders.{n}": b.detach() for n, b in self.decoders.named_buffers()})
-        state.update({f"backbone.{n}": b.detach() for n, b in self.backbone.named_buffers() if self.method.is_adapter(n)})
+        state.update({f"backbone.{n}": b.detach() for n, b in self.backbone.named_buffers()
+                      if self.method.is_adapter(n)})
         return state
 
     def parameter_counts(self) -> dict[str, int]:

@@ -39,7 +39,8 @@ class LowRankMap:
     def project(self, conv_weight: torch.Tensor) -> torch.Tensor:
         """``conv2d(map, conv_weight)`` for a bias-free 1x1 convolution weight (r, C, 1, 1), via the folded (r, k)."""
         r = conv_weight.flatten(1)  # r, C
-        return F.conv2d(self.main, conv_weight) + F.conv2d(self.code, (r @ self.weight)[:, :, None, None], r @ self.bias)
+        return (F.conv2d(self.main, conv_weight)
+                + F.conv2d(self.code, (r @ self.weight)[:, :, None, None], r @ self.bias))
 
 
 @dataclass

@@ -74,7 +74,8 @@ class AdapterConfig(MethodConfig):
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"model.hparams.act (adapter) {self.act!r}: choose from {', '.join(ACTIVATIONS)}")
         if self.reduction < 0:
-            raise ConfigError(f"model.hparams.reduction (adapter) must be 0 (use hidden) or positive, got {self.reduction}")
+            raise ConfigError("model.hparams.reduction (adapter) must be 0 (use hidden) or positive, "
+                              f"got {self.reduction}")
         places = [p.strip() for p in self.positions.split(",") if p.strip()]
         if not places or any(p not in POSITIONS for p in places):
             raise ConfigError(f"model.hparams.positions (adapter) {self.positions!r}: a comma-separated subset of "

@@ -125,7 +125,8 @@ class MTLoRAConfig(MethodConfig):
         groups = [g.strip() for g in self.also_train.split(",") if g.strip()]
         unknown = [g for g in groups if g not in EXTRAS]
         if unknown:
-            raise ConfigError(f"model.hparams.also_train (mtlora) {', '.join(unknown)}: choose from {', '.join(EXTRAS)}")
+            raise ConfigError(f"model.hparams.also_train (mtlora) {', '.join(unknown)}: "
+                              f"choose from {', '.join(EXTRAS)}")
         self.also_train = ",".join(groups)
 
 
@@ -162,7 +163,8 @@ class MTLoRAMethod(Method):
                     rank = 0 if last and not cfg.last_shared_fc2 else cfg.rank
                     setattr(parent, attr, TaskSpecificLoRALinear(
                         base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked, cfg.dropout))
-            self.last_shared = re.compile(rf"^layers\.{len(backbone.layers) - 1}\.blocks\.\d+\.base_layer\.mlp\.fc2\.lora\.")
+            self.last_shared = re.compile(rf"^layers\.{len(backbone.layers) - 1}\.blocks\.\d+"
+                                          r"\.base_layer\.mlp\.fc2\.lora\.")
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:

@@ -192,7 +192,8 @@ class VMTMethod(Method):
         return ".mlp.adapter." in name
 
     def is_task_specific(self, name: str) -> bool:
-        return self.is_adapter(name) and re.search(r"\.(gamma|beta|added_gamma\.\d+|added_beta\.\d+)$", name) is not None
+        return (self.is_adapter(name)
+                and re.search(r"\.(gamma|beta|added_gamma\.\d+|added_beta\.\d+)$", name) is not None)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
         for module in backbone.modules():

@@ -41,7 +41,8 @@ class BackboneFamily:
             kwargs["drop_path_rate"] = drop_path
         return kwargs
 
-    def filter_state(self, state: dict[str, torch.Tensor], model: nn.Module, own_layout: bool) -> dict[str, torch.Tensor]:
+    def filter_state(self, state: dict[str, torch.Tensor], model: nn.Module,
+                     own_layout: bool) -> dict[str, torch.Tensor]:
         """A checkpoint's tensors renamed and resized for ``model``; ``own_layout``: the file declares ``layout``."""
         raise NotImplementedError
 

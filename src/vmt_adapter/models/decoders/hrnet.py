@@ -1,9 +1,10 @@
 """``hrnet``: the per-task decoder of the benchmark's public code (MTLoRA / Polyhistor line, docs/design.md, section 2),
 an HRNet-style fusion head.
 
-Each tapped map is first layer-normalised over its channels (``base.channel_norm``, no
-parameters; a project departure, off with ``model.tap_norm: false``), then brought to [18, 36, 72, 144] channels by a bias-free 1x1 conv; all are upsampled to the finest tap and concatenated (270 channels), then 1x1 conv -> BN -> ReLU ->
-1x1 conv to the task's channels, and bilinear upsampling to the input size.
+Each tapped map is first layer-normalised over its channels (``base.channel_norm``, no parameters; a project
+departure, off with ``model.tap_norm: false``), then brought to [18, 36, 72, 144] channels by a bias-free 1x1 conv;
+all are upsampled to the finest tap and concatenated (270 channels), then 1x1 conv -> BN -> ReLU -> 1x1 conv to the
+task's channels, and bilinear upsampling to the input size.
 """
 
 from __future__ import annotations

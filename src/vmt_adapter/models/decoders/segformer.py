@@ -25,7 +25,8 @@ class SegFormerHead(nn.Module):
         self.norm = channel_norm if tap_norm else nn.Identity()
         width = UNIT * ratio
         self.embed = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)  # a linear layer per token
-        self.fuse = nn.Sequential(nn.Conv2d(4 * width, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Conv2d(4 * width, width, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
         self.pred = nn.Conv2d(width, out_channels, 1)
 
     def forward(self, feats: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
