@@ -169,7 +169,7 @@ def test_a_random_base_that_cannot_be_drawn_again_is_refused(tmp_path: Path) -> 
 
 def test_a_float_image_is_read_on_its_own_scale_not_as_black(tmp_path: Path) -> None:
     """A float TIFF of values in [0, 1] (mode F): 0.5 is grey 128 (0.5 x 255 = 127.5, rounded to even)."""
-    from vmt_adapter.engine.predict import load_image
+    from vmt_adapter.reporting.predict import load_image
 
     Image.fromarray(np.full((4, 6), 0.5, dtype=np.float32), mode="F").save(tmp_path / "f.tif")
     rgb = load_image(tmp_path / "f.tif")
@@ -181,7 +181,7 @@ def test_a_float_image_is_read_on_its_own_scale_not_as_black(tmp_path: Path) -> 
 
 def test_extreme_and_broken_images_are_predicted_or_refused_in_one_line(tmp_path: Path) -> None:
     """A 1 x 1 image gives 1 x 1 outputs; a file that is not an image, and a decompression bomb, are refused."""
-    from vmt_adapter.engine.predict import load_image
+    from vmt_adapter.reporting.predict import load_image
 
     model, _ = trained(tmp_path)
     out = vmt_adapter.predict(model, np.full((1, 1, 3), 200, dtype=np.uint8))

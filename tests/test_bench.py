@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vmt_adapter.cli import main
-from vmt_adapter.engine.bench import FROZEN, bench_tasks, benchmark_names
+from vmt_adapter.experiments.speed import FROZEN, bench_tasks, benchmark_names
 
 NUMBERS = ("fwd_ms", "peak_mem_mb", "decoders_fwd_ms", "train_step_ms", "img_per_s_train", "img_per_s_infer")
 

@@ -68,13 +68,13 @@ def test_a_finished_run_with_another_budget_is_refused(tmp_path: Path, capsys) -
 
 
 def test_a_failing_method_is_reported_not_fatal(tmp_path: Path, monkeypatch) -> None:
-    from vmt_adapter.engine import benchmark as engine
     from vmt_adapter.errors import VMTError
+    from vmt_adapter.experiments import processes
 
     def fail(*args, **kwargs):
         raise VMTError("loss became non-finite at step 1 (bogus)")
 
-    monkeypatch.setattr(engine, "train", fail)  # a failure during training, as a diverging run gives
+    monkeypatch.setattr(processes, "train", fail)  # a failure during training, as a diverging run gives
     out = tmp_path / "bench"
     assert benchmark(out, "--methods", "vmt", "--steps", "1") == 1
     (row,) = json.loads((out / "results.json").read_text())["rows"]

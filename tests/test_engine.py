@@ -337,7 +337,7 @@ def test_cuda_without_cuda_is_refused() -> None:
 
 
 def test_a_16_bit_png_is_scaled_by_its_bit_depth(tmp_path: Path) -> None:
-    from vmt_adapter.engine.predict import load_image
+    from vmt_adapter.reporting.predict import load_image
 
     grey = np.full((4, 4), 32768, np.uint16)  # half of 16-bit full scale: mid-grey, not white
     Image.fromarray(grey).save(tmp_path / "g16.png")
@@ -346,7 +346,7 @@ def test_a_16_bit_png_is_scaled_by_its_bit_depth(tmp_path: Path) -> None:
 
 
 def test_inputs_with_one_stem_get_distinct_outputs() -> None:
-    from vmt_adapter.engine.predict import output_stems
+    from vmt_adapter.reporting.predict import output_stems
 
     assert output_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png"), Path("c/x.png")]) == ["x", "x-2", "y", "x-3"]
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vmt_adapter.cli import main
-from vmt_adapter.engine.export import check_onnx, export_onnx
 from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.reporting.export import check_onnx, export_onnx
 from vmt_adapter.tasks import resolve_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_export_without_the_extra_names_it(tmp_path: Path, monkeypatch, capsys) 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
     model = MultiTaskModel("swin_nano", "decoder-only", resolve_tasks("sal"), img_size=32)
-    from vmt_adapter.engine.export import MissingExtraError
+    from vmt_adapter.reporting.export import MissingExtraError
 
     with pytest.raises(MissingExtraError, match=r"needs onnxscript: pip install 'vmt-adapter\[onnx\]'"):
         export_onnx(model, tmp_path / "x.onnx", 32)

@@ -6,10 +6,10 @@ import itertools
 
 from matplotlib.colors import to_hex
 
-from vmt_adapter.engine.bench import FROZEN, figure, registry_name
-from vmt_adapter.engine.benchmark import dm_params_figure
-from vmt_adapter.engine.figures import METHOD_COLOURS, method_colour, overlap, place_labels, pyplot
+from vmt_adapter.experiments.speed import FROZEN, figure, registry_name
+from vmt_adapter.experiments.suite import dm_params_figure
 from vmt_adapter.models.adapters import METHODS
+from vmt_adapter.reporting.figures import METHOD_COLOURS, method_colour, overlap, place_labels, pyplot
 
 
 def test_placed_labels_overlap_neither_each_other_nor_the_markers() -> None:

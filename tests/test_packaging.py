@@ -41,3 +41,26 @@ def test_wheel_installs_and_trains_with_shipped_config_names(tmp_path: Path) -> 
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert (work / "run" / "eval.json").is_file()
+
+
+def test_packages_import_only_downwards() -> None:
+    """The layering, read from every module's import statements: commands -> experiments -> reporting ->
+    engine -> data | models -> the shared modules. No package imports one above it (``api`` and ``cli`` sit on
+    top), so the training loop never depends on an experiment or a table."""
+    import ast
+
+    package = Path(__file__).resolve().parents[1] / "src" / "vmt_adapter"
+    rank = {"__init__": 5, "commands": 5, "cli": 5, "api": 5, "experiments": 4, "reporting": 3, "engine": 2,
+            "data": 1, "models": 1}
+    wrong = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        here = parts[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            base = list(parts[:-1])[: len(parts) - node.level] if node.level > 1 else list(parts[:-1])
+            target = (base + (node.module or "").split("."))[0] if base or node.module else here
+            if rank.get(target, 0) > rank.get(here, 0) and target != here:
+                wrong.append(f"{'/'.join(parts)} imports {target}")
+    assert not wrong, wrong

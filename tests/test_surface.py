@@ -32,8 +32,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_predict_writes_outputs_at_the_input_size_and_label_pngs(run: Path, tmp_path: Path) -> None:
-    from vmt_adapter.engine.predict import predict
     from vmt_adapter.engine.runs import load_run
+    from vmt_adapter.reporting.predict import predict
 
     rgb = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)  # 80 wide, 60 high
     Image.fromarray(rgb).save(tmp_path / "a.png")
@@ -56,7 +56,7 @@ def test_predict_writes_outputs_at_the_input_size_and_label_pngs(run: Path, tmp_
 
 def test_legends_name_the_classes_present_most_frequent_first() -> None:
     from vmt_adapter.data.labels import class_names
-    from vmt_adapter.engine.predict import _legend
+    from vmt_adapter.reporting.predict import _legend
     from vmt_adapter.tasks import resolve_tasks
 
     synth = resolve_tasks("semseg", {"semseg": 7})[0]

@@ -9,8 +9,8 @@ import pytest
 from test_benchmark import TINY
 
 from vmt_adapter.cli import main
-from vmt_adapter.engine.sweep import load_selection, select, selection_score
 from vmt_adapter.errors import ConfigError
+from vmt_adapter.experiments.sweep import load_selection, select, selection_score
 
 
 def test_selection_score_is_dm_against_the_prior() -> None:

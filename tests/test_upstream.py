@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from vmt_adapter.cli import main
 from vmt_adapter.data.studio import CLASSES, SynthStudio, _hit, render_studio
 from vmt_adapter.data.synth import _Shape
-from vmt_adapter.engine.upstream import losses, random_masks
+from vmt_adapter.experiments.upstream import losses, random_masks
 from vmt_adapter.models.backbones import build_backbone
 
 

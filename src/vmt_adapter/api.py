@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .engine.predict import predict, preprocess
 from .models.io import model_from_adapter
 from .models.multitask import MultiTaskModel
+from .reporting.predict import predict, preprocess
 
 __all__ = ["from_pretrained", "predict", "preprocess", "print_trainable_parameters"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..engine.bench import BenchConfig, add_ratios, benchmark_names, format_table, plot, run_bench
 from ..errors import ConfigError
+from ..experiments.speed import BenchConfig, add_ratios, benchmark_names, format_table, plot, run_bench
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..engine.benchmark import SUITES, run_benchmark
-from ..engine.sweep import load_selection
 from ..errors import ConfigError
+from ..experiments.suite import SUITES, run_benchmark
+from ..experiments.sweep import load_selection
 from ..models.adapters import METHODS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..engine.demo import run_demo
+from ..experiments.demo import run_demo
 
 
 def register(sub: argparse._SubParsersAction) -> None:

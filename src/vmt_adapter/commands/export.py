@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from ..data import build_dataset
-from ..engine.export import OPSET, TOLERANCE, check_onnx, check_opset, export_onnx, latency
 from ..engine.runs import check_output_file, load_run
+from ..reporting.export import OPSET, TOLERANCE, check_onnx, check_opset, export_onnx, latency
 
 
 def register(sub: argparse._SubParsersAction) -> None:

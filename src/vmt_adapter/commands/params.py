@@ -8,11 +8,11 @@ from dataclasses import fields
 
 from ..data import dataset_channels
 from ..engine.config import load_config
-from ..engine.report import render_table
 from ..errors import ConfigError
 from ..models.adapters import METHODS
 from ..models.factory import ModelConfig, build_model
 from ..models.published import PUBLISHED_BACKBONE, PUBLISHED_COUNTS, PUBLISHED_TASKS
+from ..reporting.report import render_table
 from ..tasks import resolve_tasks
 
 FIELDS = ("adapter", "adapter_task_specific", "decoders", "other_trainable", "trainable", "frozen")

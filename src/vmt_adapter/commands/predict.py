@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..data.labels import class_names
 from ..device import pick_device
-from ..engine.predict import predict_files
 from ..engine.runs import load_run
+from ..reporting.predict import predict_files
 
 
 def register(sub: argparse._SubParsersAction) -> None:

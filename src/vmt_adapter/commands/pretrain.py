@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 
 from ..engine.config import RunConfig, read_tree, validate
-from ..engine.pretrain import pretrain
 from ..engine.runs import check_output_file
-from ..engine.upstream import is_upstream, load_upstream_config, pretrain_upstream
+from ..experiments.pretrain import pretrain
+from ..experiments.upstream import is_upstream, load_upstream_config, pretrain_upstream
 from ..typed import build
 from .train import format_metrics
 

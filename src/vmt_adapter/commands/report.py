@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..engine.config import load_config
 from ..engine.prior import prior_result
-from ..engine.report import (
+from ..engine.score import REFERENCES, reference_dataset, resolve_reference
+from ..reporting.report import (
     add_run_details,
     build_rows,
     footnotes,
@@ -17,7 +18,6 @@ from ..engine.report import (
     format_table,
     rows_of_results,
 )
-from ..engine.score import REFERENCES, reference_dataset, resolve_reference
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,9 +6,9 @@ import argparse
 import shlex
 from pathlib import Path
 
-from ..engine.benchmark import SUITES
-from ..engine.sweep import GRID, run_sweep
 from ..errors import ConfigError
+from ..experiments.suite import SUITES
+from ..experiments.sweep import GRID, run_sweep
 from ..models.adapters import METHODS
 
 

@@ -177,7 +177,7 @@ def read_tree(path: str | Path | None = None, overrides: list[str] | None = None
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the YAML file (a path or a shipped config's name), then ``key=value`` overrides."""
     tree = read_tree(path, overrides)
-    if "objective" in tree:  # an upstream pretraining config (engine.upstream)
+    if "objective" in tree:  # an upstream pretraining config (experiments.upstream)
         raise ConfigError(f"config {path} is an upstream pretraining config (it has an 'objective' section); "
                           "use it with vmt pretrain")
     return validate(build(RunConfig, tree))

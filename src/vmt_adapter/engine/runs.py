@@ -1,15 +1,44 @@
-"""A finished run directory as a model: its config, rebuilt backbone and loaded adapter."""
+"""A run as a model: the model a config describes, the one a training starts from, and a finished run
+directory rebuilt (its config, backbone and loaded adapter); the files a run folder holds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fnmatch import fnmatch
 from pathlib import Path
 
+from ..data import dataset_channels
 from ..device import drawn_from, seed_everything
 from ..errors import ConfigError
+from ..models.factory import build_model
 from ..models.io import load_adapter, read_adapter_config, recorded_init_seed
-from .config import load_config
-from .train import run_model
+from ..models.multitask import MultiTaskModel
+from ..tasks import resolve_tasks
+from .config import RunConfig, load_config
+
+
+def run_model(cfg: RunConfig) -> MultiTaskModel:
+    """The model of a run: its ``model:`` section built for its tasks and input size."""
+    return build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)), cfg.data.size)
+
+
+def initial_model(cfg: RunConfig) -> MultiTaskModel:
+    """The model a training run starts from; with ``model.from_run``, that run's trained adapter
+    grown by the last of ``model.task_groups`` (only the new tasks' parameters train)."""
+    if not cfg.model.from_run:
+        return run_model(cfg)
+    groups = cfg.model.task_groups
+    if len(groups) < 2:
+        raise ConfigError("model.from_run needs model.task_groups: the run's task groups, then the tasks to add")
+    tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
+    added = set(groups[-1])
+    run = Path(cfg.model.from_run)
+    with drawn_from(recorded_init_seed(read_adapter_config(run), run, strict=False)):  # a random base, drawn again
+        model = build_model(replace(cfg.model, task_groups=groups[:-1]), [t for t in tasks if t.name not in added],
+                            cfg.data.size)
+    load_adapter(model, run)
+    model.add_tasks([t for t in tasks if t.name in added])
+    return model
 
 
 def load_run(run_dir: Path, overrides: list[str]):

@@ -18,14 +18,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data import build_dataset, dataset_channels
-from ..device import autocast, drawn_from, rng_preserved, rng_state, seed_everything, set_rng_state
+from ..data import build_dataset
+from ..device import autocast, rng_preserved, rng_state, seed_everything, set_rng_state
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
-from ..models.factory import build_model
-from ..models.io import load_adapter, read_adapter_config, recorded_init_seed, save_adapter
-from ..models.multitask import MultiTaskModel
-from ..tasks import resolve_tasks
+from ..models.io import save_adapter
 from . import distributed as ddp
 from .checkpoint import BEST, load_checkpoint, remove_stale_temporaries, save_best, save_checkpoint
 from .config import RunConfig, flatten_config, load_config, save_config
@@ -37,6 +34,7 @@ from .prior import prior_details
 from .provenance import record_start
 from .results import write_eval
 from .runlock import RunLock
+from .runs import initial_model
 from .score import ranking_score, resolve_reference
 
 # What a run leaves behind that must not be overwritten by a fresh start (a log and config alone,
@@ -110,30 +108,6 @@ def prepare(data, workers: int, progress: bool) -> None:
             bar.total, bar.n = total, done
             bar.refresh()
         data.prepare(workers or min(8, cores), advance)
-
-
-def run_model(cfg: RunConfig) -> MultiTaskModel:
-    """The model of a run: its ``model:`` section built for its tasks and input size."""
-    return build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)), cfg.data.size)
-
-
-def initial_model(cfg: RunConfig) -> MultiTaskModel:
-    """The model a training run starts from; with ``model.from_run``, that run's trained adapter
-    grown by the last of ``model.task_groups`` (only the new tasks' parameters train)."""
-    if not cfg.model.from_run:
-        return run_model(cfg)
-    groups = cfg.model.task_groups
-    if len(groups) < 2:
-        raise ConfigError("model.from_run needs model.task_groups: the run's task groups, then the tasks to add")
-    tasks = resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name))
-    added = set(groups[-1])
-    run = Path(cfg.model.from_run)
-    with drawn_from(recorded_init_seed(read_adapter_config(run), run, strict=False)):  # a random base, drawn again
-        model = build_model(replace(cfg.model, task_groups=groups[:-1]), [t for t in tasks if t.name not in added],
-                            cfg.data.size)
-    load_adapter(model, run)
-    model.add_tasks([t for t in tasks if t.name in added])
-    return model
 
 
 def resume_config(run_dir: Path) -> Path:

@@ -46,9 +46,9 @@ from ..models.adapters import METHODS, Method
 from ..models.backbones import default_size, family_of
 from ..models.factory import ModelConfig, build_model
 from ..models.taps import FactoredTap, task_input
+from ..reporting.figures import method_colour, pyplot, save_figure
+from ..reporting.report import render_table
 from ..tasks import TASKS, TaskSpec
-from .figures import method_colour, pyplot, save_figure
-from .report import render_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -17,14 +17,15 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..engine.config import load_config
+from ..engine.prior import prior_result
+from ..engine.score import multi_task_score
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..models.adapters import METHODS
-from .benchmark import method_config, train_runs
-from .config import load_config
-from .prior import prior_result
-from .report import render_table
-from .score import multi_task_score
+from ..reporting.report import render_table
+from .processes import train_runs
+from .suite import method_config
 
 GRID = (3e-4, 1e-3, 3e-3)  # half-decade steps, the same for every method
 SPLIT = "select"

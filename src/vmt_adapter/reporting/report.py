@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.provenance import read_record
+from ..engine.score import REFERENCES, dm_obstacle, load_results, multi_task_score
 from ..errors import ConfigError
 from ..tasks import TASKS, TaskSpec
-from .provenance import read_record
-from .score import REFERENCES, dm_obstacle, load_results, multi_task_score
 
 
 def rows_of_results(results: Sequence[Mapping[str, Any]], reference: Mapping[str, float] | None,

@@ -19,13 +19,13 @@ import torch
 from safetensors.torch import save_file
 
 from ..data.synth import VERSION
+from ..engine.config import RunConfig
+from ..engine.train import train
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..models.backbones import family_of
 from ..models.multitask import MultiTaskModel
-from .config import RunConfig
-from .figures import pyplot, save_figure
-from .train import train
+from ..reporting.figures import pyplot, save_figure
 
 
 def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:

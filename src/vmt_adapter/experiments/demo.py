@@ -20,15 +20,15 @@ import torch
 from ..data import build_dataset
 from ..data.visualize import save_panel
 from ..device import pick_device
+from ..engine.config import CONFIG_DIR, load_config
+from ..engine.prior import prior_result
+from ..engine.runs import load_run
 from ..errors import VMTError
 from ..fileio import atomic_write
+from ..reporting.predict import GROUND_TRUTH, PICTURES
+from ..reporting.report import format_table, rows_of_results
 from ..tasks import TASKS
-from .benchmark import RECORD, train_runs
-from .config import CONFIG_DIR, load_config
-from .predict import GROUND_TRUTH, PICTURES
-from .prior import prior_result
-from .report import format_table, rows_of_results
-from .runs import load_run
+from .processes import RECORD, train_runs
 
 RUNS = {"vmt": "synth-vmt.yaml", "decoder-only": "synth-decoder-only.yaml"}
 LABELS = {"vmt": "VMT-Adapter", "decoder-only": "decoder-only"}

@@ -32,15 +32,15 @@ from tqdm import tqdm
 from ..data.studio import CLASSES, VERSION, SynthStudio
 from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..device import pick_device, seed_everything
+from ..engine.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from ..engine.optim import optimizer_step, warmup_cosine
+from ..engine.runlock import RunLock
+from ..engine.train import NonFiniteLossError
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write
 from ..models.backbones import build_backbone, family_of
+from ..reporting.figures import pyplot, save_figure
 from ..typed import build
-from .checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from .figures import pyplot, save_figure
-from .optim import optimizer_step, warmup_cosine
-from .runlock import RunLock
-from .train import NonFiniteLossError
 
 
 @dataclass

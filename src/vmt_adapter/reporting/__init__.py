@@ -1,0 +1,2 @@
+"""What is made from trained runs: tables (``report``), figures, predictions on images (``predict``) and
+ONNX export (``export``)."""
