@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data.check import check_dataset
 from ..data.export import LAYOUTS, export_synth
+from ..data.registry import folder_datasets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--overwrite", action="store_true", help="write into a non-empty folder, replacing its split files")
     c = actions.add_parser("check", help="check a PASCAL-Context or NYUD-v2 multi-task folder: ids, files, contents")
     c.add_argument("--root", type=Path, required=True, help="the dataset folder")
-    c.add_argument("--dataset", choices=("pascal", "nyud"), help="layout (default: detected from the folder)")
+    c.add_argument("--dataset", choices=tuple(folder_datasets()), help="layout (default: detected from the folder)")
     c.add_argument("--deep", action="store_true", help="decode every file (default: an evenly spaced sample)")
     c.add_argument("--sample", type=int, default=50, help="samples decoded per split and task without --deep")
     p.set_defaults(func=run)

@@ -11,6 +11,11 @@ Contract every dataset follows (the engine relies on nothing else):
 - ``build_dataset(name, root, split, tasks, size, train)`` is the single entry point.
 """
 
-from .build import DATASETS, build_dataset, dataset_channels
+# Each dataset module registers its class on import (``data.registry``): a new dataset is its module and a line here.
+# isort: off
+from . import synth, pascal, nyud  # noqa: F401 (registration order: the default first)
+# isort: on
+from .build import build_dataset, dataset_channels
+from .registry import DATASETS, dataset_class
 
-__all__ = ["DATASETS", "build_dataset", "dataset_channels"]
+__all__ = ["DATASETS", "build_dataset", "dataset_channels", "dataset_class"]

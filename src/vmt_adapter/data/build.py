@@ -11,28 +11,14 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from .nyud import NYUDv2MT
-from .pascal import FolderDataset, PascalContextMT, check_tasks
-from .synth import SynthScenes
+from .pascal import check_tasks
+from .registry import dataset_class
 from .transforms import build_transform
-
-DATASETS: dict[str, type[Dataset]] = {"synth": SynthScenes, "pascal": PascalContextMT, "nyud": NYUDv2MT}
-
-
-def dataset_class(name: str) -> type[Dataset]:
-    """The class registered under ``name``."""
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    return DATASETS[name]
 
 
 def dataset_channels(name: str) -> dict[str, int]:
     """Output-channel overrides of a dataset (for ``tasks.resolve_tasks``), without reading any data."""
-    cls = dataset_class(name)
-    if issubclass(cls, FolderDataset):
-        return dict(cls.task_channels)
-    return dict(SynthScenes(num=1).task_channels)  # set per instance; constructing one renders nothing
+    return dict(dataset_class(name).task_channels)
 
 
 def build_dataset(
@@ -58,12 +44,7 @@ def build_dataset(
     geometry brings in from outside the image and ``emptied`` says what becomes of a map the geometry
     left without annotation (``data.transforms``).
     """
-    names = check_tasks(tasks, dataset_class(name).PROVIDES, f"dataset {name!r}")
+    cls = dataset_class(name)
+    names = check_tasks(tasks, cls.PROVIDES, f"dataset {name!r}")
     transform = build_transform(train=train, size=size, seed=seed, pad=pad, emptied=emptied)
-    if name == "synth":
-        return SynthScenes(split, names, num=num, transform=transform, cache_dir=cache_dir or None,
-                           **({} if size is None else {"size": size}))
-    if root is None:
-        raise ConfigError(f"dataset {name!r} needs a root folder (data.root)")
-    dataset = DATASETS[name](root, split, names, transform=transform)
-    return dataset if num is None else dataset.head(num)
+    return cls.build(root, split, names, transform, size=size, num=num, cache_dir=cache_dir)

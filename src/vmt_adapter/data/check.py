@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from .nyud import NYUDv2MT
-from .pascal import FolderDataset, PascalContextMT, read_ids
+from .pascal import FolderDataset, read_ids
+from .registry import folder_datasets
 
-# Split sizes of the public releases (docs/design.md, sections 5.1 and 6); exports of SynthScenes have their own.
-EXPECTED_IDS: dict[str, dict[str, int]] = {"pascal": {"train": 4998, "val": 5105}, "nyud": {"train": 795, "val": 654}}
-LOADERS: dict[str, type[FolderDataset]] = {"pascal": PascalContextMT, "nyud": NYUDv2MT}
 SPLITS = ("train", "val")
 
 
@@ -45,12 +42,12 @@ class CheckReport:
 
 
 def detect_dataset(root: Path) -> str:
-    """``pascal`` or ``nyud`` from the folder's layout."""
-    if (root / "ImageSets" / "Context").is_dir():
-        return "pascal"
-    if (root / "gt_sets").is_dir():
-        return "nyud"
-    raise DataError(f"{root}: neither a PASCAL-Context (ImageSets/Context/) nor a NYUD-v2 (gt_sets/) multi-task folder")
+    """The registered folder dataset whose layout ``root`` has."""
+    for name, cls in folder_datasets().items():
+        if cls.detect(root):
+            return name
+    known = ", ".join(f"{cls.__name__} ({cls.MARKER}/)" for cls in folder_datasets().values())
+    raise DataError(f"{root}: not a folder of any known layout: {known}")
 
 
 def _sample(ids: list[str], deep: bool, num: int) -> list[str]:
@@ -68,9 +65,9 @@ def check_dataset(root: str | Path, dataset: str | None = None, deep: bool = Fal
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     dataset = dataset or detect_dataset(root)
-    if dataset not in LOADERS:
-        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(LOADERS)}")
-    loader = LOADERS[dataset]
+    if dataset not in folder_datasets():
+        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(folder_datasets())}")
+    loader = folder_datasets()[dataset]
     report = CheckReport(dataset)
     for split in SPLITS:
         probe = loader.__new__(loader)  # only for the layout: where the split file and the files are
@@ -82,7 +79,7 @@ def check_dataset(root: str | Path, dataset: str | None = None, deep: bool = Fal
             report.problems.append(str(exc))
             continue
         synthetic = all(i.startswith("synth_") for i in ids)
-        expected = len(ids) if synthetic else EXPECTED_IDS[dataset][split]
+        expected = len(ids) if synthetic else loader.EXPECTED_IDS[split]
         if len(ids) != expected:
             report.problems.append(f"{split_file}: {len(ids)} ids, the public {dataset} {split} split has {expected}")
         for task in loader.PROVIDES:

@@ -1,9 +1,10 @@
-"""Class names of the label-map tasks per dataset, for legends (``vmt predict``); ids are list positions."""
+"""Class-name lists that datasets declare in their ``CLASS_NAMES`` (legends of ``vmt predict``); ids are list
+positions."""
 
 from __future__ import annotations
 
 from ..tasks import TaskSpec
-from .synth import COARSE_SHAPES, SYNTH_CLASSES
+from .registry import dataset_class
 
 # PASCAL VOC 2012 (the 21-class semseg of the PASCAL-Context multi-task benchmark; person is 15).
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -18,17 +19,7 @@ NYUD_CLASSES = ["wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "do
 # The 6 PASCAL-Part person parts of ``data.pascal.HUMAN_PARTS_6``, 0 = not a person part.
 HUMAN_PARTS = ["background", "head", "torso", "upper arm", "lower arm", "upper leg", "lower leg"]
 
-CLASS_NAMES: dict[tuple[str, str], list[str]] = {
-    ("synth", "semseg"): SYNTH_CLASSES,
-    ("synth", "human_parts"): HUMAN_PARTS,
-    ("synth", "coarse_shape"): COARSE_SHAPES,
-    ("pascal", "semseg"): VOC_CLASSES,
-    ("pascal", "human_parts"): HUMAN_PARTS,
-    ("nyud", "semseg"): NYUD_CLASSES,
-}
-
-
 def class_names(dataset: str, spec: TaskSpec) -> list[str]:
     """The names of ``spec``'s classes on ``dataset``; numbered ones when unknown or of another count."""
-    names = CLASS_NAMES.get((dataset, spec.name), [])
+    names = dataset_class(dataset).CLASS_NAMES.get(spec.name, [])
     return list(names) if len(names) == spec.channels else [f"class {i}" for i in range(spec.channels)]

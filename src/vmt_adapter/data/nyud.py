@@ -15,15 +15,22 @@ import numpy as np
 
 from ..errors import DataError
 from ..tasks import IGNORE_INDEX
+from .labels import NYUD_CLASSES
 from .pascal import FILE_NORMALS_TO_PROJECT, FolderDataset, check_labels, check_shape, read_image, read_npy, read_png
+from .registry import register_dataset
 
 NUM_CLASSES = 40
 
 
+@register_dataset
 class NYUDv2MT(FolderDataset):
     """NYUD-v2 multi-task: semseg (40 classes, no background), depth, normals, edge."""
 
+    NAME = "nyud"
     PROVIDES = ("semseg", "depth", "normals", "edge")
+    CLASS_NAMES = {"semseg": NYUD_CLASSES}
+    EXPECTED_IDS = {"train": 795, "val": 654}  # docs/design.md, section 6
+    MARKER = "gt_sets"
     LAYOUT = "images/, segmentation/, depth/, normals/, edge/, gt_sets/"
     task_channels = {"semseg": NUM_CLASSES}
     FOLDERS = {

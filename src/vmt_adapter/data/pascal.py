@@ -28,6 +28,8 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..tasks import IGNORE_INDEX, TASKS, parse_task_names
+from .labels import HUMAN_PARTS, VOC_CLASSES
+from .registry import register_dataset
 from .transforms import build_transform
 
 T = TypeVar("T")
@@ -158,9 +160,32 @@ class FolderDataset(Dataset):
     process: DataLoader workers keep their own list).
     """
 
+    NAME: str = ""  # the registry key (``data.name``)
     PROVIDES: tuple[str, ...] = ()
     LAYOUT: str = ""  # one-line description of the expected folder, for error messages
     task_channels: dict[str, int] = {}
+    CLASS_NAMES: dict[str, list[str]] = {}
+    NEEDS_ROOT = True
+    SPLITS: tuple[str, ...] | None = None  # the folder's split files say
+    VERSION: str | None = None
+    EXPECTED_IDS: dict[str, int] = {}  # split -> ids in the public release
+    MARKER = ""  # a folder under the root that identifies the layout (``detect``)
+
+    @classmethod
+    def detect(cls, root: Path) -> bool:
+        """Whether ``root`` looks like this dataset's folder."""
+        return bool(cls.MARKER) and (root / cls.MARKER).is_dir()
+
+    @classmethod
+    def build(cls, root: str | Path | None, split: str, tasks: Sequence[str],
+              transform: Callable[[dict[str, Any]], dict[str, Any]], size: int | None = None,
+              num: int | None = None, cache_dir: str | Path | None = None) -> FolderDataset:
+        """The dataset for the engine: the first ``num`` ids of ``split`` (``size`` and ``cache_dir`` are the
+        transform's and a generator's business)."""
+        if root is None:
+            raise ConfigError(f"dataset {cls.NAME!r} needs a root folder (data.root)")
+        dataset = cls(root, split, tasks, transform=transform)
+        return dataset if num is None else dataset.head(num)
 
     def __init__(
         self,
@@ -321,10 +346,15 @@ def decode_normals_png(path: Path, label_map: np.ndarray) -> np.ndarray:
     return np.where(keep[..., None], normals * FILE_NORMALS_TO_PROJECT, np.float32(0.0))
 
 
+@register_dataset
 class PascalContextMT(FolderDataset):
     """PASCAL-Context multi-task: semseg (21), human_parts (7), sal, normals (distilled), edge."""
 
+    NAME = "pascal"
     PROVIDES = ("semseg", "human_parts", "sal", "normals", "edge")
+    CLASS_NAMES = {"semseg": VOC_CLASSES, "human_parts": HUMAN_PARTS}
+    EXPECTED_IDS = {"train": 4998, "val": 5105}  # docs/design.md, section 5.1
+    MARKER = "ImageSets/Context"
     LAYOUT = (
         "JPEGImages/, ImageSets/Context/, semseg/, human_parts/, sal_distill/, normals_distill/, "
         "pascal-context/trainval/"

@@ -57,6 +57,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .labels import HUMAN_PARTS
+from .registry import register_dataset
 from .transforms import Geometry, apply_geometry
 from .visualize import save_panel
 
@@ -790,6 +792,7 @@ def render_sample(seed: int, index: int, size: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- dataset
 
 
+@register_dataset
 class SynthScenes(torch.utils.data.Dataset):
     """SynthScenes as a dataset following the contract of ``vmt_adapter.data``.
 
@@ -799,7 +802,26 @@ class SynthScenes(torch.utils.data.Dataset):
     ``classes_present`` as a float32 tensor, for scene-level multi-label pretraining).
     """
 
+    NAME = "synth"
     PROVIDES = ("semseg", "human_parts", "sal", "normals", "depth", "edge", "coarse_shape")
+    task_channels = {"semseg": len(SYNTH_CLASSES), "coarse_shape": len(COARSE_SHAPES)}
+    CLASS_NAMES = {"semseg": SYNTH_CLASSES, "human_parts": HUMAN_PARTS, "coarse_shape": COARSE_SHAPES}
+    NEEDS_ROOT = False  # rendered, not read
+    SPLITS = tuple(SPLITS)  # the split names (the module's SPLITS maps each to its scene range)
+    VERSION = VERSION
+    EXPECTED_IDS: dict[str, int] = {}
+
+    @classmethod
+    def detect(cls, root: Path) -> bool:
+        return False
+
+    @classmethod
+    def build(cls, root: str | os.PathLike[str] | None, split: str, tasks: Sequence[str],
+              transform: Callable[[dict[str, Any]], dict[str, Any]], size: int | None = None,
+              num: int | None = None, cache_dir: str | os.PathLike[str] | None = None) -> SynthScenes:
+        """``root`` is not used; ``size=None`` renders at the default size."""
+        return cls(split, tasks, num=num, transform=transform, cache_dir=cache_dir or None,
+                   **({} if size is None else {"size": size}))
 
     def __init__(
         self,
@@ -826,7 +848,6 @@ class SynthScenes(torch.utils.data.Dataset):
         self.split, self.tasks, self.size, self.num, self.seed = split, tasks, size, num, seed
         self.transform = transform
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.task_channels = {"semseg": len(SYNTH_CLASSES), "coarse_shape": len(COARSE_SHAPES)}
 
     def __len__(self) -> int:
         return self.num

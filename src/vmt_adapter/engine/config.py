@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from ..data.build import dataset_class
+from ..data import DATASETS, dataset_class
 from ..data.pascal import check_tasks
-from ..data.synth import SPLITS
 from ..device import pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
@@ -28,7 +27,7 @@ from ..typed import build
 
 @dataclass
 class DataConfig:
-    name: str = "synth"  # synth | pascal | nyud
+    name: str = "synth"  # a registered dataset: synth | pascal | nyud (``data.registry``)
     root: str = ""  # dataset folder (not used by synth)
     size: int = 128  # training and evaluation resolution (square)
     num_train: int = 0  # synth only: number of training scenes (0 = the split's default)
@@ -188,7 +187,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"config key 'tasks' must be a list of task names, got {cfg.tasks!r}")
     cfg.tasks = parse_task_names(cfg.tasks)
     checks = [
-        ("data.name", cfg.data.name in ("synth", "pascal", "nyud"), "one of synth, pascal, nyud"),
+        ("data.name", cfg.data.name in DATASETS, f"one of {', '.join(DATASETS)}"),
         ("data.size", cfg.data.size >= 32, "at least 32"),
         ("train.steps", cfg.train.steps >= 1, "at least 1"),
         ("train.batch_size", cfg.train.batch_size >= 1, "at least 1"),
@@ -233,15 +232,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     unknown = set(cfg.train.loss_weights) - set(cfg.tasks)
     if unknown:
         raise ConfigError(f"train.loss_weights names task(s) not in tasks: {', '.join(sorted(unknown))}")
-    check_tasks(cfg.tasks, dataset_class(cfg.data.name).PROVIDES, f"config: dataset {cfg.data.name!r}")
+    dataset = dataset_class(cfg.data.name)
+    check_tasks(cfg.tasks, dataset.PROVIDES, f"config: dataset {cfg.data.name!r}")
     method_config(cfg.model)  # an unknown method, field or value is refused before any work
     pick_device(cfg.device)  # an unknown or absent device is refused before any work
-    if cfg.data.name == "synth":  # real datasets name their split files; their loaders report a missing one
+    if dataset.SPLITS is not None:  # datasets on disk name their split files; their loaders report a missing one
         for key, split in (("eval.split", cfg.eval.split), ("data.train_split", cfg.data.train_split)):
-            if split not in SPLITS:
-                raise ConfigError(f"config key {key!r}: SynthScenes has no split {split!r}; choose from "
-                                  f"{', '.join(SPLITS)}")
-    if cfg.data.name != "synth" and not cfg.data.root:
+            if split not in dataset.SPLITS:
+                raise ConfigError(f"config key {key!r}: {dataset.__name__} has no split {split!r}; choose from "
+                                  f"{', '.join(dataset.SPLITS)}")
+    if dataset.NEEDS_ROOT and not cfg.data.root:
         raise ConfigError(f"data.root is required for data.name={cfg.data.name!r} (set it with --set data.root=DIR)")
     return cfg
 

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data import build_dataset, dataset_channels
-from ..data.synth import VERSION
+from ..data import build_dataset, dataset_channels, dataset_class
 from ..tasks import IGNORE_INDEX, TaskSpec, resolve_tasks
 from .config import RunConfig
 from .evaluate import headlines
@@ -118,7 +117,7 @@ def prior_result(cfg: RunConfig, split: str | None = None) -> dict:
         "name": "prior",
         "method": "prior",
         "dataset": cfg.data.name,
-        "dataset_version": VERSION if cfg.data.name == "synth" else None,
+        "dataset_version": dataset_class(cfg.data.name).VERSION,
         "split": split or cfg.eval.split,
         "metrics": headlines(tasks, details),
         "details": details,

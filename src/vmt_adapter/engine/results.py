@@ -6,8 +6,8 @@ import json
 import math
 from pathlib import Path
 
+from ..data import dataset_class
 from ..data.labels import class_names
-from ..data.synth import VERSION
 from ..fileio import atomic_write
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
@@ -43,7 +43,7 @@ def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str
         "method": model.method.name,
         "backbone": model.backbone_name,
         "dataset": cfg.data.name,
-        "dataset_version": VERSION if cfg.data.name == "synth" else None,
+        "dataset_version": dataset_class(cfg.data.name).VERSION,
         "split": split or cfg.eval.split,
         "step": step,
         "metrics": {k: _finite(v) for k, v in metrics.items()},

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..data import build_dataset
+from ..data import build_dataset, dataset_class
 from ..device import autocast, rng_preserved, rng_state, seed_everything, set_rng_state
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
@@ -292,7 +292,7 @@ class Trainer:
         if self.info.is_main and hasattr(data, "prepare"):  # SynthScenes: render into the cache before the loop
             prepare(data, c.data.workers, self.progress)
         ddp.barrier(self.info)
-        if c.data.name != "synth":  # the evaluation split must exist before hours of training, not after
+        if dataset_class(c.data.name).NEEDS_ROOT:  # its evaluation split must exist before hours of training
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)
         loader = train_loader(data, t.batch_size, t.steps, c.seed, self.info.rank, self.info.world_size,
                               self.step, c.data.workers)
