@@ -7,7 +7,7 @@ import json
 from dataclasses import fields
 
 from ..data import dataset_channels
-from ..engine.config import load_config
+from ..engine.config import config_names, load_config
 from ..errors import ConfigError
 from ..models.adapters import METHODS
 from ..models.factory import ModelConfig, build_model
@@ -84,7 +84,10 @@ def format_table(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.config or args.published:
-        rows = [config_counts(c) for c in ([args.config] if args.config else [f"pascal-swin-t-{m}" for m in METHODS])]
+        shipped = set(config_names())  # --published: every method with a PASCAL config (a new method may have none)
+        names = [args.config] if args.config else [f"pascal-swin-t-{m}" for m in METHODS
+                                                   if f"pascal-swin-t-{m}" in shipped]
+        rows = [config_counts(c) for c in names]
         print(json.dumps(rows if args.published else rows[0], indent=2) if args.json else format_table(rows))
         return 0
     methods = list(METHODS) if args.all else [args.method]

@@ -1,0 +1,111 @@
+"""Every registry read as a contract: each registered decoder and dataset honours it, and a toy method and a
+toy decoder added through their registries alone (the test file is the only file touched) work everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vmt_adapter.cli import main
+from vmt_adapter.data import DATASETS, build_dataset
+from vmt_adapter.data.export import LAYOUTS, export_synth
+from vmt_adapter.models.adapters import METHODS
+from vmt_adapter.models.adapters.base import Method, MethodConfig, register
+from vmt_adapter.models.decoders import DECODERS, MultiScaleDecoder
+from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.tasks import TASKS, resolve_tasks
+
+# Raw-to-contract types per task kind (vmt_adapter.tasks): what every dataset item must hold.
+CONTRACT = {"classes": (torch.int64, 2), "binary": (torch.int64, 2), "edge": (torch.int64, 2),
+            "normals": (torch.float32, 3), "depth": (torch.float32, 3)}
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("tap_norm", [True, False])
+def test_every_registered_decoder_honours_the_contract(name: str, tap_norm: bool) -> None:
+    """Four maps at strides 4 to 32 (finest first) in, (B, C_task, H, W) at the asked size out; every parameter
+    gets a gradient; and it serves a MultiTaskModel by name (model.decoder) through forward and backward."""
+    torch.manual_seed(0)
+    widths = [8, 16, 32, 64]
+    head = DECODERS[name](widths, 5, 1, tap_norm)
+    taps = [torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate(widths)]
+    out = head(taps, (64, 48))
+    assert out.shape == (2, 5, 64, 48) and torch.isfinite(out).all()
+    out.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64, decoder=name,
+                           decoder_ratio=1, tap_norm=tap_norm, bottleneck=8)
+    outputs = model(torch.randn(2, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == {"semseg": (2, 21, 64, 64), "normals": (2, 3, 64, 64)}
+    sum(v.mean() for v in outputs.values()).backward()
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_every_registered_dataset_honours_the_contract(name: str, tmp_path: Path) -> None:
+    """Declared attributes, and items in the conventions of vmt_adapter.tasks: an ImageNet-normalised float
+    image, one tensor per task of its kind's type and rank, an id; ``raw`` the uint8 image. Datasets read from
+    a folder are checked on a SynthScenes export in their layout."""
+    cls = DATASETS[name]
+    assert cls.NAME == name and cls.PROVIDES and set(cls.PROVIDES) <= set(TASKS)
+    assert isinstance(cls.NEEDS_ROOT, bool) and set(cls.task_channels) <= set(cls.PROVIDES)
+    assert set(cls.CLASS_NAMES) <= set(cls.PROVIDES)
+    root = None
+    if cls.NEEDS_ROOT:
+        if name not in LAYOUTS:
+            pytest.skip(f"no SynthScenes export in the {name} layout to read")
+        root = tmp_path / name
+        export_synth(root, num=5, size=32, layout=name)
+        assert cls.detect(root)
+    tasks = [t for t in cls.PROVIDES if t in TASKS and t != "coarse_shape"]
+    data = build_dataset(name, root, "train", tasks, 32, train=True, num=2)
+    item, raw = data[0], data.raw(0)
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 32, 32)
+    assert raw["image"].dtype.name == "uint8" and isinstance(item["id"], str)
+    for task in tasks:
+        dtype, rank = CONTRACT[TASKS[task].kind]
+        assert item[task].dtype == dtype and item[task].dim() == rank and item[task].shape[-2:] == (32, 32), task
+
+
+def test_a_method_and_a_decoder_added_through_their_registries_alone(capsys) -> None:
+    """A toy method (the frozen backbone plus a trained per-task scale of the taps) and a toy decoder (one 1x1
+    conv on the finest tap), registered here: they build, train a step, count, and ``vmt params --published``
+    still lists the methods with a PASCAL config, without the toy one (it has none)."""
+
+    class ToyConfig(MethodConfig):
+        pass
+
+    @register
+    class ToyMethod(Method):
+        name, config_class = "toy", ToyConfig
+
+        def inject(self, backbone) -> None:
+            backbone.toy_scale = torch.nn.Parameter(torch.ones(len(self.task_names)))
+
+        def is_adapter(self, name: str) -> bool:
+            return name == "toy_scale"
+
+    class ToyDecoder(torch.nn.Module):
+        def __init__(self, in_channels, out_channels, ratio, tap_norm) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(in_channels[0], out_channels, 1)
+
+        def forward(self, feats, size):
+            return torch.nn.functional.interpolate(self.conv(feats[0]), size=size, mode="bilinear")
+
+    DECODERS["toy"] = ToyDecoder
+    try:
+        model = MultiTaskModel("swin_nano", "toy", resolve_tasks("sal"), img_size=64, decoder="toy")
+        assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+            "backbone.toy_scale", "decoders.sal.conv.weight", "decoders.sal.conv.bias"}
+        assert model(torch.randn(1, 3, 64, 64))["sal"].shape == (1, 1, 64, 64)
+        assert model.parameter_counts()["adapter"] == 1
+        assert main(["params", "--published", "--json"]) == 0
+        listed = [r["method"] for r in json.loads(capsys.readouterr().out)]
+        assert "toy" not in listed and listed == [m for m in METHODS if m != "toy"]
+    finally:
+        METHODS.pop("toy")
+        DECODERS.pop("toy")
+    assert isinstance(DECODERS["hrnet"]([8, 16, 32, 64], 1, 1, True), MultiScaleDecoder)
