@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from vmt_adapter.engine.losses import LOSSES, MultiTaskLoss
+from vmt_adapter.engine.losses import MultiTaskLoss
 from vmt_adapter.errors import ConfigError
+from vmt_adapter.kinds import KINDS
 from vmt_adapter.tasks import TASKS
 
 LN2 = math.log(2)
@@ -22,30 +23,30 @@ def test_cross_entropy_ignores_255() -> None:
     logits = torch.tensor([[[[0.0, math.log(3.0), 5.0]], [[0.0, 0.0, -5.0]]]])  # (1, 2, 1, 3)
     target = torch.tensor([[[0, 0, 255]]])
     expected = (LN2 - math.log(0.75)) / 2
-    assert LOSSES["classes"](logits, target).item() == pytest.approx(expected, rel=1e-6)
+    assert KINDS["classes"].loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_balanced_bce_weights_positives_by_negative_fraction() -> None:
     # zero logits: every pixel costs ln 2; w = 2/3 -> (2/3 * ln2 + 1/3 * 2 ln2) / 3 valid pixels
-    loss = LOSSES["binary"](torch.zeros(1, 1, 2, 2), _binary_target())
+    loss = KINDS["binary"].loss(torch.zeros(1, 1, 2, 2), _binary_target())
     assert loss.item() == pytest.approx(4 / 9 * LN2, rel=1e-6)
 
 
 def test_edge_bce_uses_fixed_positive_weight() -> None:
-    loss = LOSSES["edge"](torch.zeros(1, 1, 2, 2), _binary_target())
+    loss = KINDS["edge"].loss(torch.zeros(1, 1, 2, 2), _binary_target())
     assert loss.item() == pytest.approx((0.95 * LN2 + 0.05 * 2 * LN2) / 3, rel=1e-6)
 
 
 def test_normals_l1_on_normalised_prediction_over_valid_pixels() -> None:
     pred = torch.tensor([[2.0, 7.0], [0.0, 7.0], [0.0, 7.0]]).view(1, 3, 1, 2)  # pixel 0: (2,0,0) -> (1,0,0)
     target = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)  # pixel 1 ignored (zero)
-    assert LOSSES["normals"](pred, target).item() == pytest.approx(2 / 3, rel=1e-6)
+    assert KINDS["normals"].loss(pred, target).item() == pytest.approx(2 / 3, rel=1e-6)
 
 
 def test_depth_l1_over_positive_targets() -> None:
     pred = torch.tensor([1.0, 5.0, 4.0]).view(1, 1, 1, 3)
     target = torch.tensor([2.0, 0.0, 4.5]).view(1, 1, 1, 3)
-    assert LOSSES["depth"](pred, target).item() == pytest.approx(0.75, rel=1e-6)
+    assert KINDS["depth"].loss(pred, target).item() == pytest.approx(0.75, rel=1e-6)
 
 
 def _outputs(requires_grad: bool, zero: bool = False) -> dict[str, torch.Tensor]:
@@ -79,7 +80,7 @@ def test_all_ignore_batch_gives_zero_with_finite_gradients() -> None:
 def test_zero_normal_prediction_has_finite_gradient() -> None:
     pred = torch.zeros(1, 3, 2, 2, requires_grad=True)
     target = torch.tensor([0.0, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
-    LOSSES["normals"](pred, target).backward()
+    KINDS["normals"].loss(pred, target).backward()
     assert torch.isfinite(pred.grad).all()
 
 

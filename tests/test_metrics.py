@@ -9,9 +9,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from vmt_adapter.engine.losses import LOSSES
-from vmt_adapter.engine.metrics import SALIENCY_THRESHOLDS, build_meters, headline
+from vmt_adapter.engine.metrics import build_meters, headline
 from vmt_adapter.errors import ConfigError
+from vmt_adapter.kinds import KINDS
+from vmt_adapter.kinds.binary import SALIENCY_THRESHOLDS
 from vmt_adapter.tasks import TASKS
 
 
@@ -92,7 +93,7 @@ def test_edge_loss_proxy_matches_training_loss() -> None:
     meter = build_meters([TASKS["edge"]])["edge"]
     logits, target = torch.randn(2, 1, 3, 3), torch.tensor([[1, 0, 255]] * 3).expand(2, 3, 3)
     meter.update(logits, target)
-    assert meter.compute()["loss"] == pytest.approx(LOSSES["edge"](logits, target).item(), rel=1e-6)
+    assert meter.compute()["loss"] == pytest.approx(KINDS["edge"].loss(logits, target).item(), rel=1e-6)
 
 
 def _random_batch(spec_name: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

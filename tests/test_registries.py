@@ -109,3 +109,114 @@ def test_a_method_and_a_decoder_added_through_their_registries_alone(capsys) -> 
         METHODS.pop("toy")
         DECODERS.pop("toy")
     assert isinstance(DECODERS["hrnet"]([8, 16, 32, 64], 1, 1, True), MultiScaleDecoder)
+
+
+def test_a_task_kind_a_task_a_dataset_and_a_decoder_through_the_registries_only(tmp_path: Path, capsys) -> None:
+    """A toy kind (a per-pixel scalar: bilinear resampling, L2 loss, mean-square-error meter, mean prior,
+    grey pictures), a task of that kind in the task table, a toy dataset serving it and a toy decoder, all
+    registered here: `vmt train` trains and evaluates it, and `vmt predict` draws it."""
+    import numpy as np
+
+    from vmt_adapter.data.registry import register_dataset
+    from vmt_adapter.kinds import KINDS, register_kind
+    from vmt_adapter.kinds.base import Meter, TaskKind, grey, mean, mean_map, mean_stats, ratio, warp
+    from vmt_adapter.tasks import TaskSpec
+
+    class SquaredError(Meter):
+        def _zeros(self):
+            return {"sum": torch.zeros((), dtype=torch.float64), "pixels": torch.zeros((), dtype=torch.int64)}
+
+        def update(self, pred, target):
+            self._add(sum=(pred.double() - target.double()).square().sum(), pixels=torch.tensor(target.numel()))
+
+        def compute(self):
+            return {"mse": ratio(self._state["sum"], self._state["pixels"])}
+
+    class Scalar(TaskKind):
+        name, caption = "toy_scalar", "black 0 .. white 1"
+
+        def resample(self, value, geometry, grid, pad):
+            return warp(torch.from_numpy(value.astype(np.float32))[None], grid, "bilinear")
+
+        def loss(self, pred, target):
+            return mean((pred - target).square().sum(), torch.tensor(target.numel()))
+
+        def meter(self, spec):
+            return SquaredError()
+
+        def prior_stats(self, target, spec):
+            return mean_stats(target + 1.0, spec)  # mean_stats counts positive values
+
+        def prior_map(self, stats):
+            return mean_map(stats) - 1.0
+
+        def decode(self, output):
+            return output[0].numpy()
+
+        def picture(self, decoded):
+            return grey(decoded)
+
+        def truth_picture(self, target):
+            return grey(target[0].numpy())
+
+        def raw_picture(self, array):
+            return grey(array)
+
+    class Toy(torch.utils.data.Dataset):
+        NAME, PROVIDES, task_channels, CLASS_NAMES = "toy_scalars", ("brightness",), {}, {}
+        NEEDS_ROOT, SPLITS, VERSION, EXPECTED_IDS = False, ("train", "val"), "toy-1", {}
+
+        def __init__(self, transform) -> None:
+            self.transform = transform
+
+        @classmethod
+        def detect(cls, root):
+            return False
+
+        @classmethod
+        def build(cls, root, split, tasks, transform, size=None, num=None, cache_dir=None):
+            return cls(transform)
+
+        def __len__(self):
+            return 8
+
+        def raw(self, i):
+            image = np.random.default_rng(i).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+            return {"image": image, "brightness": image.mean(-1).astype(np.float32) / 255, "id": f"toy_{i}"}
+
+        def __getitem__(self, i):
+            return self.transform(self.raw(i))
+
+    class OneConv(torch.nn.Module):
+        def __init__(self, in_channels, out_channels, ratio, tap_norm) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(in_channels[0], out_channels, 1)
+
+        def forward(self, feats, size):
+            return torch.nn.functional.interpolate(self.conv(feats[0]), size=size, mode="bilinear")
+
+    register_kind(Scalar())
+    TASKS["brightness"] = TaskSpec("brightness", 1, "toy_scalar", 1.0, "mse", False)
+    register_dataset(Toy)
+    DECODERS["one_conv"] = OneConv
+    try:
+        run = tmp_path / "run"
+        args = ["train", "--set", "data.name=toy_scalars", "--set", "tasks=[brightness]", "--set", "data.size=32",
+                "--set", "model.pretrained=", "--set", "model.decoder=one_conv",
+                "--set", "model.hparams={bottleneck: 8}", "--set", "train.batch_size=2", "--set", "eval.batch_size=4",
+                "--steps", "2", "--out", str(run), "--no-progress"]
+        assert main(args) == 0
+        record = json.loads((run / "eval.json").read_text())
+        assert record["metrics"]["brightness"] >= 0 and record["dataset_version"] == "toy-1"
+        image = tmp_path / "in.png"
+        from PIL import Image
+
+        Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(image)
+        capsys.readouterr()
+        assert main(["predict", "--run", str(run), "--out", str(tmp_path / "pred"), str(image)]) == 0
+        assert (tmp_path / "pred" / "in_brightness.png").is_file() and (tmp_path / "pred" / "in_panel.png").is_file()
+    finally:
+        KINDS.pop("toy_scalar")
+        TASKS.pop("brightness")
+        DATASETS.pop("toy_scalars")
+        DECODERS.pop("one_conv")

@@ -64,7 +64,9 @@ def test_legends_name_the_classes_present_most_frequent_first() -> None:
     assert names == ["background", "sphere", "box", "cylinder", "cone", "ellipsoid", "figure"]
     assert class_names("pascal", resolve_tasks("semseg")[0])[15] == "person"  # VOC's person id
     assert class_names("nyud", synth) == [f"class {i}" for i in range(7)]  # NYUD has 40: numbered instead
-    legend = _legend("classes", np.array([[2, 2, 5], [2, 0, 0]]), names)
+    from vmt_adapter.kinds import KINDS
+
+    legend = _legend(KINDS["classes"], np.array([[2, 2, 5], [2, 0, 0]]), names)
     assert [text for _, text in legend] == ["2 box", "0 background", "5 ellipsoid"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.labels import class_names
 from ..device import pick_device
 from ..engine.runs import load_run
+from ..kinds import kind_of
 from ..reporting.predict import predict_files
 
 
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg, model = load_run(Path(args.run), [])
-    names = {spec.name: class_names(cfg.data.name, spec) for spec in model.tasks if spec.kind == "classes"}
+    names = {spec.name: class_names(cfg.data.name, spec) for spec in model.tasks if kind_of(spec).class_ids}
     panels = predict_files(model.to(pick_device(args.device)), [Path(p) for p in args.images], Path(args.out),
                            args.size, names)
     for p in panels:

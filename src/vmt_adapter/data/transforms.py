@@ -42,17 +42,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
-from ..tasks import IGNORE_INDEX, TASKS
+from ..kinds import kind_of
+from ..kinds.base import warp
+from ..tasks import IGNORE_INDEX, TASKS, TaskSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PADS = ("ignore", "zero")  # what fills the pixels outside the source image (see the module doc)
 EMPTIED = ("keep", "ignore")  # what becomes of an annotated map the geometry leaves without a label (module doc)
-# Kinds whose raw array is an integer label map (nearest resampling, 255 fill).
-LABEL_KINDS = frozenset({"classes", "binary", "edge"})
 
 
 @dataclass(frozen=True)
@@ -170,11 +169,11 @@ def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int
     out: dict[str, Any] = {}
     for key, value in sample.items():
         if key == "image" and pad == "zero":  # black outside: warp first, then normalise
-            out[key] = _normalise(_warp(_unit_image(value), grid, "bilinear"))
+            out[key] = _normalise(warp(_unit_image(value), grid, "bilinear"))
         elif key == "image":
-            out[key] = _warp(_normalise(_unit_image(value)), grid, "bilinear")
+            out[key] = warp(_normalise(_unit_image(value)), grid, "bilinear")
         elif key in TASKS:
-            out[key] = _task(TASKS[key].kind, value, geometry, grid, in_hw, key, pad)
+            out[key] = _task(TASKS[key], value, geometry, grid, in_hw, pad)
             if TASKS[key].empty_is_unlabelled and not _labelled(out[key]) and (emptied == "ignore" or
                                                                               not _labelled(value)):
                 out[key] = torch.full_like(out[key], IGNORE_INDEX)
@@ -183,41 +182,19 @@ def apply_geometry(sample: dict[str, Any], geometry: Geometry, out_hw: tuple[int
     return out
 
 
-def _task(
-    kind: str, value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None, in_hw: tuple[int, int], key: str,
-    pad: str = "ignore",
-) -> torch.Tensor:
-    """One task array in its raw layout -> its contract tensor."""
-    expected = tuple(in_hw) + ((3,) if kind == "normals" else ())
+def _task(spec: TaskSpec, value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None,
+          in_hw: tuple[int, int], pad: str = "ignore") -> torch.Tensor:
+    """One task array in its raw layout -> its contract tensor, by its kind's rule."""
+    kind = kind_of(spec)
+    expected = tuple(in_hw) + kind.raw_channels
     if value.shape != expected:
-        raise DataError(f"sample {key!r} has shape {value.shape}, expected {expected} to match the image")
-    if kind in LABEL_KINDS:
-        # Shift by one so that zero padding marks outside pixels, then map them to ignore.
-        shifted = _warp(torch.from_numpy(value.astype(np.float32) + 1.0)[None], grid, "nearest")[0]
-        outside = 0.0 if pad == "zero" else float(IGNORE_INDEX)
-        return torch.where(shifted == 0, outside, shifted - 1.0).round().long()
-    if kind == "depth":
-        return _warp(torch.from_numpy(value.astype(np.float32) / geometry.scale)[None], grid, "nearest")
-    if kind == "normals":
-        return _normals(value, geometry, grid)
-    raise ConfigError(f"no transform rule for task kind {kind!r} (task {key!r})")
+        raise DataError(f"sample {spec.name!r} has shape {value.shape}, expected {expected} to match the image")
+    return kind.resample(value, geometry, grid, pad)
 
 
 def _labelled(labels: np.ndarray | torch.Tensor) -> bool:
     """Whether a label map holds any label besides background (0) and ignore."""
     return bool(((labels != 0) & (labels != IGNORE_INDEX)).any())
-
-
-def _normals(value: np.ndarray, geometry: Geometry, grid: torch.Tensor | None) -> torch.Tensor:
-    """Rotate with the image, resample bilinearly, renormalise; validity follows nearest resampling."""
-    n = value.astype(np.float32) @ geometry.normal_map().T.astype(np.float32)
-    chw = torch.from_numpy(np.ascontiguousarray(n.transpose(2, 0, 1)))
-    valid = (chw.abs().sum(dim=0, keepdim=True) > 0).float()
-    chw = _warp(chw, grid, "bilinear")
-    valid = _warp(valid, grid, "nearest")
-    norm = chw.square().sum(dim=0, keepdim=True).sqrt()  # faster than Tensor.norm over dim 0 on CPU
-    keep = (valid > 0.5) & (norm > 1e-6)
-    return torch.where(keep, chw / norm.clamp_min(1e-6), torch.zeros_like(chw))
 
 
 def _unit_image(image: np.ndarray) -> torch.Tensor:
@@ -244,10 +221,3 @@ def _grid(pixel_map: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int]
     gx = (2.0 * pts[..., 0] + 1.0) / w - 1.0
     gy = (2.0 * pts[..., 1] + 1.0) / h - 1.0
     return torch.from_numpy(np.stack([gx, gy], axis=-1).astype(np.float32))[None]
-
-
-def _warp(chw: torch.Tensor, grid: torch.Tensor | None, mode: str) -> torch.Tensor:
-    """Resample a (C, H, W) float tensor on ``grid``; outside samples are zero."""
-    if grid is None:
-        return chw.contiguous()
-    return F.grid_sample(chw[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]

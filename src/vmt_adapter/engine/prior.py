@@ -19,69 +19,18 @@ Positions with no valid label anywhere fall back to the split-wide statistic.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..data import build_dataset, dataset_channels, dataset_class
-from ..tasks import IGNORE_INDEX, TaskSpec, resolve_tasks
+from ..kinds import kind_of
+from ..tasks import TaskSpec, resolve_tasks
 from .config import RunConfig
 from .evaluate import headlines
 from .loader import eval_loader
 from .metrics import build_meters
-
-
-def _class_stats(target: Tensor, spec: TaskSpec) -> Tensor:
-    """(C, H, W) label counts per position over the batch."""
-    valid = target != IGNORE_INDEX
-    hot = F.one_hot(torch.where(valid, target, 0), spec.channels).permute(0, 3, 1, 2).double()
-    return (hot * valid.unsqueeze(1)).sum(0)
-
-
-def _binary_stats(target: Tensor, spec: TaskSpec) -> Tensor:
-    """(2, H, W): positives and valid pixels per position."""
-    valid = target != IGNORE_INDEX
-    return torch.stack([((target == 1) & valid).sum(0), valid.sum(0)]).double()
-
-
-def _mean_stats(target: Tensor, spec: TaskSpec) -> Tensor:
-    """(C + 1, H, W): sum of valid values and valid count per position (normals: non-zero; depth: > 0)."""
-    valid = target.abs().sum(1, keepdim=True) > 0 if target.shape[1] == 3 else target > 0
-    return torch.cat([(target * valid).sum(0), valid.sum(0)]).double()
-
-
-def _fill(per_pos: Tensor, count: Tensor, whole: Tensor) -> Tensor:
-    """Per-position statistic where a position saw a valid pixel, else the split-wide one."""
-    return torch.where(count > 0, per_pos, whole.view(-1, 1, 1).expand_as(per_pos))
-
-
-def _class_map(stats: Tensor) -> Tensor:
-    counts = _fill(stats, stats.sum(0, keepdim=True), stats.sum((1, 2)))
-    return F.one_hot(counts.argmax(0), stats.shape[0]).permute(2, 0, 1).float() * 20.0  # confident logits
-
-
-def _binary_map(stats: Tensor) -> Tensor:
-    freq = stats[0:1] / stats[1:2].clamp(min=1)
-    freq = _fill(freq, stats[1:2], stats[0].sum().view(1) / stats[1].sum().clamp(min=1))
-    return torch.logit(freq.clamp(1e-6, 1 - 1e-6)).float()
-
-
-def _mean_map(stats: Tensor) -> Tensor:
-    sums, count = stats[:-1], stats[-1:]
-    mean = sums / count.clamp(min=1)
-    return _fill(mean, count, sums.sum((1, 2)) / count.sum().clamp(min=1)).float()
-
-
-# kind -> (statistics of a batch of targets, constant output map from the summed statistics)
-PRIORS: dict[str, tuple[Callable[[Tensor, TaskSpec], Tensor], Callable[[Tensor], Tensor]]] = {
-    "classes": (_class_stats, _class_map),
-    "binary": (_binary_stats, _binary_map),
-    "edge": (_binary_stats, _binary_map),
-    "normals": (_mean_stats, _mean_map),
-    "depth": (_mean_stats, _mean_map),
-}
 
 
 @torch.no_grad()
@@ -90,9 +39,9 @@ def constant_prior(tasks: Sequence[TaskSpec], batches: Iterable[dict[str, Tensor
     stats: dict[str, Tensor] = {}
     for batch in batches:
         for spec in tasks:
-            s = PRIORS[spec.kind][0](batch[spec.name], spec)
+            s = kind_of(spec).prior_stats(batch[spec.name], spec)
             stats[spec.name] = stats[spec.name] + s if spec.name in stats else s
-    maps = {spec.name: PRIORS[spec.kind][1](stats[spec.name]) for spec in tasks}
+    maps = {spec.name: kind_of(spec).prior_map(stats[spec.name]) for spec in tasks}
     meters = build_meters(tasks)
     for batch in batches:
         for spec in tasks:

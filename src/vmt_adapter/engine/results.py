@@ -9,10 +9,10 @@ from pathlib import Path
 from ..data import dataset_class
 from ..data.labels import class_names
 from ..fileio import atomic_write
+from ..kinds.classes import class_iou_key
 from ..models.multitask import MultiTaskModel
 from .config import RunConfig
 from .evaluate import headlines
-from .metrics import class_iou_key
 from .score import multi_task_score, resolve_reference
 
 

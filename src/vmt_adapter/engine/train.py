@@ -22,13 +22,14 @@ from ..data import build_dataset, dataset_class
 from ..device import autocast, rng_preserved, rng_state, seed_everything, set_rng_state
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
+from ..kinds import global_counts
 from ..models.io import save_adapter
 from . import distributed as ddp
 from .checkpoint import BEST, load_checkpoint, remove_stale_temporaries, save_best, save_checkpoint
 from .config import RunConfig, flatten_config, load_config, save_config
 from .evaluate import evaluate_split, headlines, move
 from .loader import train_loader
-from .losses import MultiTaskLoss, global_counts
+from .losses import MultiTaskLoss
 from .optim import grad_scaler, lagged, optimizer_step, param_groups, warmup_cosine
 from .prior import prior_details
 from .provenance import record_start

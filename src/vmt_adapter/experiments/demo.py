@@ -25,7 +25,7 @@ from ..engine.prior import prior_result
 from ..engine.runs import load_run
 from ..errors import VMTError
 from ..fileio import atomic_write
-from ..reporting.predict import GROUND_TRUTH, PICTURES
+from ..kinds import kind_of
 from ..reporting.report import format_table, rows_of_results
 from ..tasks import TASKS
 from .processes import RECORD, train_runs
@@ -61,11 +61,11 @@ def comparison_panels(models: dict[str, torch.nn.Module], dataset, out_dir: Path
         block = np.ones((max(1, PANEL_SIDE // image.shape[0]),) * 2 + (1,), np.uint8)
         big = lambda rgb, block=block: np.kron(np.asarray(rgb, np.uint8), block)  # noqa: E731
         tiles = [("ground truth", big(image))]
-        tiles += [(f"truth {t.name}", big(GROUND_TRUTH[t.kind](item[t.name]))) for t in tasks]
+        tiles += [(f"truth {t.name}", big(kind_of(t).truth_picture(item[t.name]))) for t in tasks]
         for name, model in models.items():
             outputs = model.eval()(item["image"].unsqueeze(0).to(device))
             tiles.append((name, big(image)))
-            tiles += [(f"{name} {t.name}", big(PICTURES[t.kind](outputs[t.name][0].float().cpu()))) for t in tasks]
+            tiles += [(f"{name} {t.name}", big(kind_of(t).draw(outputs[t.name][0].float().cpu()))) for t in tasks]
         path = out_dir / f"val_{i}_compare.png"
         save_panel(tiles, path, columns=1 + len(tasks))
         panels.append(path)

@@ -10,76 +10,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.transforms import Geometry, apply_geometry
-from ..data.visualize import IGNORE_COLOUR, render
 from ..errors import ConfigError, DataError
 from ..fileio import writing
+from ..kinds import TaskKind, kind_of
 from ..models.multitask import MultiTaskModel
-from ..tasks import IGNORE_INDEX
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 Size = int | tuple[int, int]
-
-_HEAT = colormaps["inferno"]
-
-
-def _heat(x: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] (probabilities) or any range (depth, rescaled) -> RGB heat map."""
-    lo, hi = (0.0, 1.0) if x.min() >= 0 and x.max() <= 1 else (float(x.min()), float(x.max()))
-    return (_HEAT((x - lo) / max(hi - lo, 1e-6))[..., :3] * 255).round().astype(np.uint8)
-
-
-def _grey(p: np.ndarray) -> np.ndarray:
-    """Probabilities (or {0, 1} labels) in [0, 1] -> grey levels, black 0 to white 1."""
-    return np.repeat((p.clip(0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=-1)
-
-
-def _grey_truth(t: torch.Tensor) -> np.ndarray:
-    """Binary label map -> the same grey scale as ``_grey``, ignore (255) in the ignore colour."""
-    t = t.numpy()
-    rgb = _grey((t == 1).astype(np.float64))
-    rgb[t == IGNORE_INDEX] = IGNORE_COLOUR
-    return rgb
-
-
-# Model output (C, H, W) -> what ``predict`` returns, by task kind: class ids, probabilities, unit
-# normals (H, W, 3), depth in metres.
-DECODE = {
-    "classes": lambda o: o.argmax(0).numpy(),
-    "binary": lambda o: torch.sigmoid(o[0]).numpy(),
-    "edge": lambda o: torch.sigmoid(o[0]).numpy(),
-    "normals": lambda o: F.normalize(o, dim=0).permute(1, 2, 0).numpy(),
-    "depth": lambda o: o[0].clamp(min=0).numpy(),
-}
-# A decoded array -> an RGB picture, by task kind.
-PICTURE = {
-    "classes": lambda a: render("semseg", a),
-    "binary": _grey,
-    "edge": _grey,
-    "normals": lambda a: render("normals", a),
-    "depth": _heat,
-}
-# What a panel says under a tile without a class legend.
-CAPTION = {
-    "binary": "probability: black 0 .. white 1",
-    "edge": "probability: black 0 .. white 1",
-    "normals": "RGB = (x right, y up, z out) / 2 + 1/2",
-    "depth": "dark near .. bright far (this image's range)",
-}
-# Model output -> picture in one step, and GROUND_TRUTH for a target tensor in the same colour scale,
-# so that a truth tile and a prediction tile can be compared directly.
-PICTURES = {kind: (lambda o, k=kind: PICTURE[k](DECODE[k](o))) for kind in DECODE}
-GROUND_TRUTH = {
-    "classes": lambda t: render("semseg", t.numpy()),
-    "binary": _grey_truth,
-    "edge": _grey_truth,
-    "normals": lambda t: render("normals", t.permute(1, 2, 0).numpy()),
-    "depth": lambda t: _heat(t[0].numpy()),
-}
-
 
 def _rgb(im: Image.Image) -> np.ndarray:
     """RGB uint8 (H, W, 3) of a PIL image; grayscale, 16-bit, float, palette and RGBA images are converted
@@ -156,7 +96,7 @@ def predict(model: MultiTaskModel, image: ImageInput, size: Size | None = None) 
         outputs = model(preprocess(rgb, model.img_size).to(next(model.parameters()).device))
     finally:
         model.train(was_training)
-    return {spec.name: DECODE[spec.kind](F.interpolate(outputs[spec.name].float(), size=out_hw, mode="bilinear",
+    return {spec.name: kind_of(spec).decode(F.interpolate(outputs[spec.name].float(), size=out_hw, mode="bilinear",
                                                        align_corners=False)[0].cpu())
             for spec in model.tasks}
 
@@ -177,13 +117,13 @@ LEGEND_ROWS = 8  # classes listed under a label tile (the most frequent ones), t
 _FONT_SIZE, _LINE = 15, 20
 
 
-def _legend(kind: str, array: np.ndarray, names: list[str] | None) -> list[tuple[tuple[int, ...] | None, str]]:
+def _legend(kind: TaskKind, array: np.ndarray, names: list[str] | None) -> list[tuple[tuple[int, ...] | None, str]]:
     """(swatch colour or None, text) lines under a tile: the classes present, most frequent first."""
-    if kind != "classes":
-        return [(None, CAPTION[kind])]
+    if not kind.class_ids:
+        return [(None, kind.caption)]
     ids, counts = np.unique(array, return_counts=True)
     order = ids[np.argsort(-counts, kind="stable")]
-    colours = render("semseg", order[None])[0]
+    colours = kind.picture(order[None])[0]
     lines = [(tuple(int(c) for c in colours[i]), f"{k} {names[k]}" if names else str(k))
              for i, k in enumerate(order[:LEGEND_ROWS])]
     return lines + ([(None, f"+{len(order) - LEGEND_ROWS} more")] if len(order) > LEGEND_ROWS else [])
@@ -230,12 +170,12 @@ def predict_files(model: MultiTaskModel, images: list[Path], out_dir: Path, size
         panel = out_dir / f"{stem}_panel.png"
         with writing(f"the predictions of {path} in {out_dir}"):
             for spec in model.tasks:
-                picture = PICTURE[spec.kind](arrays[spec.name])
+                picture = kind_of(spec).picture(arrays[spec.name])
                 Image.fromarray(picture).save(out_dir / f"{stem}_{spec.name}.png")
-                if spec.kind == "classes":  # 8-bit grey (mode L), 16-bit beyond 256 classes
+                if kind_of(spec).class_ids:  # 8-bit grey (mode L), 16-bit beyond 256 classes
                     ids = arrays[spec.name].astype(np.uint8 if spec.channels <= 256 else np.uint16)
                     Image.fromarray(ids).save(out_dir / f"{stem}_{spec.name}_labels.png")
-                legend = _legend(spec.kind, arrays[spec.name], (class_names or {}).get(spec.name))
+                legend = _legend(kind_of(spec), arrays[spec.name], (class_names or {}).get(spec.name))
                 tiles.append((spec.name, picture, legend))
             save_prediction_panel(tiles, panel)
         panels.append(panel)
