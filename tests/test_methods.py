@@ -79,6 +79,9 @@ def expected_trainable(model: MultiTaskModel, variant: str) -> set[str]:
 
 
 def test_registry_holds_every_method() -> None:
+    """Every method, in the order tables list them (registration order; the committed benchmark files have it)."""
+    assert list(METHODS) == ["decoder-only", "vmt", "vmt-lite", "mt-full", "st-full", "bitfit", "adapter", "lora",
+                             "vpt-deep", "mtlora"]
     assert set(METHODS) == set(BACKBONE_TRAINS)
     assert {m for m, cls in METHODS.items() if not cls.one_pass} == PER_TASK
 

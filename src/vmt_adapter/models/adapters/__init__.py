@@ -13,7 +13,10 @@ One pass per task: ``st-full``, ``bitfit``, ``adapter``, ``lora``, ``vpt-deep``.
 from __future__ import annotations
 
 from ...errors import ConfigError
-from . import bitfit, full, houlsby, lora, mtlora, vmt, vpt  # noqa: F401  (each registers its methods, in this order)
+
+# isort: off
+from . import vmt, full, bitfit, houlsby, lora, vpt, mtlora  # noqa: F401  (each registers its methods, in this order)
+# isort: on
 from .base import METHODS, Method, MethodConfig, PerTaskMethod, TaskRouted, read_config, run_stages
 
 
