@@ -581,3 +581,20 @@ def test_mtlora_dropout_reads_as_the_public_code() -> None:
             assert not torch.equal(dropped, x0)
             torch.testing.assert_close(out, _public_mtlora_linear(layer, x, dropped, stacked))
             torch.testing.assert_close(layer.eval()(x), _public_mtlora_linear(layer, x, x0, stacked))
+
+
+def test_one_route_to_lite_and_older_records_still_read() -> None:
+    """VMT-Adapter-Lite is the method ``vmt-lite``; ``vmt`` takes no ``lite`` key any more. Records written when it
+    did (``"lite": false``) still build VMT-Adapter, with an untied up-projection; ``lite: true`` says what to use."""
+    from vmt_adapter.models.adapters import read_config
+    from vmt_adapter.models.adapters.vmt import VMTAdapter
+
+    old = read_config(METHODS["vmt"].config_class, {"bottleneck": 8, "lite": False}, "vmt")
+    assert old.to_dict() == {"bottleneck": 8, "scale": 1.0, "act": "relu"}
+    with pytest.raises(ConfigError, match=r"model.hparams.lite \(vmt\) is retired: use model.method: vmt-lite"):
+        read_config(METHODS["vmt"].config_class, {"lite": True}, "vmt")
+    with pytest.raises(ConfigError, match="lite"):
+        read_config(METHODS["vmt-lite"].config_class, {"lite": False}, "vmt-lite")
+    for method, tied in (("vmt", False), ("vmt-lite", True)):
+        adapter = next(m for m in nano(method, bottleneck=8).modules() if isinstance(m, VMTAdapter))
+        assert (adapter.up_weight_own is None) is tied, method

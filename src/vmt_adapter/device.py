@@ -13,6 +13,13 @@ import torch
 
 from .errors import ConfigError
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # what train.precision and vmt bench --precision accept (see autocast)
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: other processes skew CPU timings, so runs and bench rows record it."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
 
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` means CUDA when present, else CPU; an explicit name is honoured or refused."""
@@ -35,7 +42,7 @@ def autocast(device: torch.device, precision: str = "fp32") -> contextlib.Abstra
     if precision == "fp32":
         return contextlib.nullcontext()
     if precision not in dtypes:
-        raise ValueError(f"precision {precision!r}: choose fp32, bf16 or fp16")
+        raise ValueError(f"precision {precision!r}: choose {', '.join(PRECISIONS)}")
     return torch.autocast(device_type=device.type, dtype=dtypes[precision])
 
 

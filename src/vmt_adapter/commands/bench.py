@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from ..device import PRECISIONS
 from ..errors import ConfigError
-from ..experiments.speed import BenchConfig, add_ratios, benchmark_names, format_table, plot, run_bench
+from ..experiments.speed import BenchConfig, add_ratios, bench_table, benchmark_names, plot, run_bench
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=None,
                    help=f"comma-separated, default all: {', '.join(benchmark_names())}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed runs before each measurement")
     p.add_argument("--compile", action="store_true", help="torch.compile the stages and decoders (slow to start)")
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"backbone {r0['backbone']}, {r0['size']} px, batch {r0['batch']}, device {r0['device']}, "
           f"{r0['precision']}, {r0['threads']} threads, median of {r0['repeats']} after {r0['warmup']} warm-up, "
           "load " + " -> ".join("?" if v is None else f"{v:.2f}" for v in (r0["load_1min_start"], r0["load_1min_end"])))
-    print(format_table(rows))
+    print(bench_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     if args.plot:

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..experiments.suite import SUITES, run_benchmark
 from ..experiments.sweep import load_selection
 from ..models.adapters import METHODS
+from .common import add_overrides, overrides_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,11 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "st-full, trainable parameters, wall time, peak memory). Finished methods are reused, "
                        "half-finished ones resumed.")
     p.add_argument("--suite", choices=list(SUITES), default="synth")
-    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
     p.add_argument("--out", default=None, help="benchmark directory (default: runs/benchmark-SUITE)")
     p.add_argument("--methods", help=f"comma-separated, default all: {','.join(METHODS)}")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key for every method (repeatable)")
+    add_overrides(p, "override a config key for every method (repeatable)", steps=True)
     p.add_argument("--seeds", type=int, default=1, help="train every method with seeds 0..N-1 (default 1); "
                    "the table gives mean ± std over them")
     p.add_argument("--jobs", type=int, default=1, help="methods trained at once, each in its own process with "
@@ -52,7 +51,7 @@ def command_line(args: argparse.Namespace, out: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/benchmark-{args.suite}"
-    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    overrides = overrides_of(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")

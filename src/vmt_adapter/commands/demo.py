@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from ..experiments.demo import run_demo
+from .common import add_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train VMT-Adapter and the decoder-only baseline on SynthScenes, compare")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of both runs' configs (e.g. train.steps=50 for a quick look)")
+    add_overrides(p, "override a key of both runs' configs (e.g. train.steps=50 for a quick look)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

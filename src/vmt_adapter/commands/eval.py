@@ -11,6 +11,7 @@ from ..engine.results import eval_file_name, write_eval
 from ..engine.runs import load_run
 from ..engine.score import dataset_obstacle, reference_dataset
 from ..errors import ConfigError
+from .common import add_overrides
 from .train import format_metrics
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split to evaluate (default: the config's eval.split)")
     p.add_argument("--reference", default=None, help="dm reference: built-in name or results file")
     p.add_argument("--full-res", action="store_true", help="evaluate at the original image resolution")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p, "override a key of the run's config (repeatable)")
     p.set_defaults(func=run)
 
 

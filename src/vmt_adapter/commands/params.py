@@ -64,7 +64,7 @@ def config_counts(config: str) -> dict:
                   "ours_same_scope": row[pub.field] + pub.constant}
 
 
-def format_table(rows: list[dict]) -> str:
+def counts_table(rows: list[dict]) -> str:
     """One row per method; where a published figure exists, ours of the same scope (and constant) follows
     it, and each figure's scope and source are listed under the table."""
     with_pub = any("published" in r for r in rows)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         names = [args.config] if args.config else [f"pascal-swin-t-{m}" for m in METHODS
                                                    if f"pascal-swin-t-{m}" in shipped]
         rows = [config_counts(c) for c in names]
-        print(json.dumps(rows if args.published else rows[0], indent=2) if args.json else format_table(rows))
+        print(json.dumps(rows if args.published else rows[0], indent=2) if args.json else counts_table(rows))
         return 0
     methods = list(METHODS) if args.all else [args.method]
     rows = [count(args.backbone, m, args.tasks, args.bottleneck) for m in methods]
@@ -97,5 +97,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"backbone {args.backbone}, tasks {','.join(rows[0]['tasks'])}, each method's default settings "
               "(the published figures beside the PASCAL configs' counts: vmt params --published)")
-        print(format_table(rows))
+        print(counts_table(rows))
     return 0

@@ -10,6 +10,7 @@ from ..engine.runs import check_output_file
 from ..experiments.pretrain import pretrain
 from ..experiments.upstream import is_upstream, load_upstream_config, pretrain_upstream
 from ..typed import build
+from .common import add_overrides, overrides_of
 from .train import format_metrics
 
 
@@ -18,9 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "masked image modelling + image classification)")
     p.add_argument("--config", default="synth-upstream", help="pretraining config, a path or a shipped config's "
                    "name (default: synth-upstream; synth-pretrain is the earlier dense recipe)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable)")
-    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    add_overrides(p, steps=True)
     p.add_argument("--run", required=True, help="run directory of the pretraining (checkpoints, log, loss.png)")
     p.add_argument("--out", required=True, help="backbone weights file to write (.safetensors, fp16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -30,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    overrides = overrides_of(args)
     tree = read_tree(args.config, overrides)
     check_output_file(args.out, args.run, args.overwrite, new_folder=True)  # before hours of work
     if is_upstream(tree):

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..experiments.suite import SUITES
 from ..experiments.sweep import GRID, run_sweep
 from ..models.adapters import METHODS
+from .common import add_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="sweep directory (default: runs/sweep-SUITE)")
     p.add_argument("--methods", help=f"comma-separated, default all: {','.join(METHODS)}")
     p.add_argument("--lrs", help=f"comma-separated learning rates (default {','.join(f'{v:g}' for v in GRID)})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key for every run (repeatable)")
+    add_overrides(p, "override a config key for every run (repeatable)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
     p.add_argument("--report-only", action="store_true", help="train nothing: select from the finished runs")
     p.add_argument("--no-subprocess", action="store_true", help="train in this process (faster start)")

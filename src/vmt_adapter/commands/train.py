@@ -8,6 +8,7 @@ from pathlib import Path
 from ..engine.config import load_config
 from ..engine.train import add_task_overrides, resume_config, train
 from ..errors import ConfigError
+from .common import add_overrides, overrides_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,9 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config",
                    help="YAML config: a path or a shipped config's name (synth-vmt, pascal-swin-t-vmt, ...); "
                         "with --resume defaults to RUN_DIR/config.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set data.root=/data/PASCAL_MT (repeatable)")
-    p.add_argument("--steps", type=int, help="shorthand for --set train.steps=N")
+    add_overrides(p, "override any config key, e.g. --set data.root=/data/PASCAL_MT (repeatable)", steps=True)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--from", dest="from_run", metavar="RUN",
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.from_run) != bool(args.add_tasks):
         raise ConfigError("--from RUN and --add-tasks TASKS go together")
     grow = add_task_overrides(args.from_run, args.add_tasks.split(",")) if args.from_run else []
-    overrides = grow + list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
+    overrides = grow + overrides_of(args)
     cfg = load_config(config, overrides)
     trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if trainer.interrupted:

@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError
 from .pascal import FolderDataset, read_ids
 from .registry import folder_datasets
 
-SPLITS = ("train", "val")
+CHECKED_SPLITS = ("train", "val")  # the splits of the public releases
 
 
 @dataclass
@@ -69,7 +69,7 @@ def check_dataset(root: str | Path, dataset: str | None = None, deep: bool = Fal
         raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(folder_datasets())}")
     loader = folder_datasets()[dataset]
     report = CheckReport(dataset)
-    for split in SPLITS:
+    for split in CHECKED_SPLITS:
         probe = loader.__new__(loader)  # only for the layout: where the split file and the files are
         probe.root, probe.tasks = root, list(loader.PROVIDES)
         split_file = probe.split_file(split)

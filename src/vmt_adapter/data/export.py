@@ -43,7 +43,8 @@ _OBJECT_DTYPE = [("class", object), ("class_ind", object), ("mask", object), ("p
 _PART_DTYPE = [("part_name", object), ("mask", object)]
 
 
-MAX_SIZE = 4096  # a ray-cast sample holds several float maps of size x size: beyond this it does not fit in memory
+# A ray-cast sample holds several float maps of size x size: beyond this it does not fit in memory.
+MAX_EXPORT_SIZE = 4096
 
 
 def export_synth(
@@ -56,8 +57,8 @@ def export_synth(
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown export layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-    if num < 1 or not 2 <= size <= MAX_SIZE:
-        raise ConfigError(f"export needs num >= 1 and size in 2..{MAX_SIZE}, got num={num}, size={size}")
+    if num < 1 or not 2 <= size <= MAX_EXPORT_SIZE:
+        raise ConfigError(f"export needs num >= 1 and size in 2..{MAX_EXPORT_SIZE}, got num={num}, size={size}")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     n_val = round(num * val_fraction)

@@ -17,7 +17,7 @@ import yaml
 
 from ..data import DATASETS, dataset_class
 from ..data.pascal import check_tasks
-from ..device import pick_device
+from ..device import PRECISIONS, pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
 from ..models.factory import ModelConfig, method_config
@@ -196,7 +196,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.eval_every", cfg.train.eval_every >= 0, "non-negative (0 = only at the end)"),
         ("eval.batch_size", cfg.eval.batch_size >= 1, "at least 1"),
         ("train.lr", cfg.train.lr > 0, "positive"),
-        ("train.precision", cfg.train.precision in ("fp32", "bf16", "fp16"), "fp32, bf16 or fp16"),
+        ("train.precision", cfg.train.precision in PRECISIONS, f"{', '.join(PRECISIONS[:-1])} or {PRECISIONS[-1]}"),
         ("eval.precision", cfg.eval.precision in ("fp32", "train"), "fp32 or train"),
         ("train.on_nonfinite", cfg.train.on_nonfinite in ("stop", "skip"), "stop or skip"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "non-negative"),

@@ -17,18 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..device import peak_memory_mb, pick_device, reset_peak_memory
+from ..device import load_average, peak_memory_mb, pick_device, reset_peak_memory
 from ..engine.config import RunConfig, flatten_config, load_config, save_config
 from ..engine.train import train
 from ..errors import ConfigError, VMTError
 
 RECORD = "benchmark.json"  # per run directory: wall time and peak memory of the process that finished it
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average: wall times on a shared machine mean little without it."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
 
 
 def _max_rss_mb() -> float:
@@ -43,7 +37,7 @@ def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolate
     """Train one method and write its ``RECORD``; a ``VMTError`` (e.g. a non-finite loss) is recorded, not raised."""
     device = pick_device(cfg.device)
     reset_peak_memory(device)
-    load = _load_average()
+    load = load_average()
     start = time.perf_counter()
     try:
         trainer = train(cfg, run_dir, resume=resume, progress=progress, status=status)

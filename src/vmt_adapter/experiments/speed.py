@@ -31,7 +31,6 @@ other processes during a run (a shared CPU) hits every case alike and the ratios
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..device import autocast, pick_device, step_peak_memory_mb, timer
+from ..device import autocast, load_average, pick_device, step_peak_memory_mb, timer
 from ..errors import ConfigError
 from ..models.adapters import METHODS, Method
 from ..models.backbones import default_size, family_of
@@ -108,11 +107,6 @@ def bench_tasks(count: int) -> list[TaskSpec]:
         return [TASKS[n] for n in TASK_ORDER[:count]]
     cycled = [TASKS[TASK_ORDER[i % len(TASK_ORDER)]] for i in range(count)]
     return [replace(spec, name=f"{spec.name}_{i}") for i, spec in enumerate(cycled)]
-
-
-def load_1min() -> float | None:
-    """The 1-minute load average, recorded with the rows because other processes skew CPU timings."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 class Case:
@@ -206,7 +200,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
     """One row per (method, T), in that order. Every case is built first, then each kind of pass is
     timed over all cases together (``interleaved_medians``), so ratios between cases are fair."""
     device = pick_device(cfg.device)
-    load_start = load_1min()
+    load_start = load_average()
     names = cfg.methods or benchmark_names()
     cases = [Case(cfg, m, t, device) for m in names for t in cfg.task_counts]
     if cfg.grad_checkpointing:  # the same cases again, recomputing in backward (one-pass methods only)
@@ -243,7 +237,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
                                                cfg.warmup, [c.clear_grads for c in trained])))
     log("timing whole-model training steps")
     step = interleaved_medians(device, [c.train_step for c in cases], cfg.repeats, cfg.warmup, clear)
-    load_end = load_1min()
+    load_end = load_average()
     rows = []
     for c, f, d, p, s, tp in zip(cases, fwd, dec, peak, step, train_peak):
         model = c.model
@@ -290,7 +284,7 @@ COLUMNS = (  # field, header, number format
 )
 
 
-def format_table(rows: list[dict]) -> str:
+def bench_table(rows: list[dict]) -> str:
     """An aligned table of the main fields; ``-`` where a value does not apply."""
     cells = [[label(r) if f == "method" else "-" if r.get(f) is None else format(r[f], spec) for f, _, spec in COLUMNS]
              for r in rows]

@@ -57,7 +57,7 @@ HPARAMS: dict[str, dict[str, Any]] = {
 }
 
 
-def method_config(suite: str, method: str, overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> RunConfig:
+def suite_config(suite: str, method: str, overrides: Sequence[str], config_dir: Path = CONFIG_DIR) -> RunConfig:
     """The suite's config for ``method``: its ``HPARAMS``, then the user's overrides (which win)."""
     if suite not in SUITES:
         raise ConfigError(f"suite {suite!r}: choose from {', '.join(SUITES)}")
@@ -73,7 +73,7 @@ def run_all(suite: str, out: Path, methods: Sequence[str], seeds: Sequence[int],
             isolated: bool, progress: bool, jobs: int = 1, lrs: Mapping[str, float] | None = None) -> None:
     """Every (seed, method) of a suite, seed by seed, through ``train_runs``; ``lrs``: a rate per method."""
     queue = [(seed, method) for seed in seeds for method in methods]
-    train_runs([(method_config(suite, method, [*overrides, *_lr(lrs, method), f"seed={seed}"]),
+    train_runs([(suite_config(suite, method, [*overrides, *_lr(lrs, method), f"seed={seed}"]),
                  seed_dir(out, seed) / method,
                  f"[benchmark] {i}/{len(queue)} seed {seed} {method}") for i, (seed, method) in enumerate(queue, 1)],
                isolated, progress, jobs)
@@ -314,7 +314,7 @@ def run_benchmark(suite: str, out: Path, methods: Sequence[str] | None = None, o
     out.mkdir(parents=True, exist_ok=True)
     if train:
         run_all(suite, out, methods, seeds, overrides, isolated, progress, jobs, lrs)
-    common = method_config(suite, methods[0], overrides)  # all but model.method, hparams and seed are shared
+    common = suite_config(suite, methods[0], overrides)  # all but model.method, hparams and seed are shared
     per_seed = {s: collect_rows(seed_dir(out, s), methods, len(common.tasks)) for s in seeds}
     rows = aggregate(per_seed)
     prior = prior_result(common)

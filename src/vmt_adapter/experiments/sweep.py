@@ -25,7 +25,7 @@ from ..fileio import atomic_write
 from ..models.adapters import METHODS
 from ..reporting.report import render_table
 from .processes import train_runs
-from .suite import method_config
+from .suite import suite_config
 
 GRID = (3e-4, 1e-3, 3e-3)  # half-decade steps, the same for every method
 SPLIT = "select"
@@ -74,10 +74,10 @@ def run_sweep(suite: str, out: Path, methods: Sequence[str] | None = None, lrs: 
     out.mkdir(parents=True, exist_ok=True)
     queue = [(m, lr) for m in methods for lr in lrs]
     if train:
-        train_runs([(method_config(suite, m, sweep_overrides(overrides, lr)), run_dir(out, m, lr),
+        train_runs([(suite_config(suite, m, sweep_overrides(overrides, lr)), run_dir(out, m, lr),
                      f"[sweep] {i}/{len(queue)} {m} lr {lr:g}") for i, (m, lr) in enumerate(queue, 1)],
                    isolated=isolated, progress=progress, jobs=jobs)
-    prior = prior_result(method_config(suite, methods[0], sweep_overrides(overrides, lrs[0])))
+    prior = prior_result(suite_config(suite, methods[0], sweep_overrides(overrides, lrs[0])))
     runs = []
     for m, lr in queue:
         path = run_dir(out, m, lr) / "eval.json"
@@ -86,7 +86,7 @@ def run_sweep(suite: str, out: Path, methods: Sequence[str] | None = None, lrs: 
                      "score": selection_score(metrics, prior["metrics"]) if metrics else None})
     chosen = select(runs)
     cfg = load_config(run_dir(out, *queue[0]) / "config.yaml") if (run_dir(out, *queue[0]) / "config.yaml").exists() \
-        else method_config(suite, methods[0], sweep_overrides(overrides, lrs[0]))
+        else suite_config(suite, methods[0], sweep_overrides(overrides, lrs[0]))
     summary = {"suite": suite, "command": command, "grid": list(lrs), "split": SPLIT, "seed": SEED,
                "num_select": cfg.data.num_val, "criterion": "dm (%) against the prior of the select split, highest "
                "wins, ties to the lower rate", "prior": prior["metrics"], "runs": runs, "selected": chosen}

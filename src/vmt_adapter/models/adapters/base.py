@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -25,7 +26,8 @@ from ...errors import ConfigError
 from ...typed import build
 from ..backbones import family_of
 
-MAX_SIZE = 65536  # widths, ranks and token counts above this cannot fit any backbone here
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}  # the adapters' non-linearities
+MAX_HPARAM = 65536  # widths, ranks and token counts above this cannot fit any backbone here
 # The backbone's LayerNorms (patch embedding, blocks, patch merging; timm names), not the unused final norm.
 NORM_PARAMS = re.compile(r"\.norm\d?\.")
 
@@ -34,6 +36,9 @@ NORM_PARAMS = re.compile(r"\.norm\d?\.")
 class MethodConfig:
     """A method without hyper-parameters; subclasses add fields and check them in ``__post_init__``."""
 
+    # Keys older files may carry: key -> (the only value they meant, what to do instead of another value).
+    RETIRED: ClassVar[dict[str, tuple[Any, str]]] = {}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -41,10 +46,15 @@ class MethodConfig:
 def read_config(cls: type[MethodConfig], values: dict, method: str) -> MethodConfig:
     """``values`` (``model.hparams`` or an adapter file's ``hparams``) as ``cls``: fields left out take their
     defaults (a field added later does not invalidate older files); an unknown one is an error naming it."""
-    huge = [k for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool) and v > MAX_SIZE]
+    huge = [k for k, v in values.items() if isinstance(v, int) and not isinstance(v, bool) and v > MAX_HPARAM]
     if huge:  # refused before anything is allocated (a crafted adapter.json could ask for terabytes)
-        raise ConfigError(f"method {method!r}: {huge[0]}={values[huge[0]]} is above {MAX_SIZE}, the largest size "
+        raise ConfigError(f"method {method!r}: {huge[0]}={values[huge[0]]} is above {MAX_HPARAM}, the largest size "
                           "a method keyword may take")
+    for key, (value, instead) in cls.RETIRED.items():
+        if key in values:
+            if values[key] != value:
+                raise ConfigError(f"model.hparams.{key} ({method}) is retired: {instead}")
+            values = {k: v for k, v in values.items() if k != key}
     if not fields(cls) and values:
         raise ConfigError(f"method {method!r} takes no hyper-parameters (model.hparams has {', '.join(values)})")
     return build(cls, values, prefix="model.hparams.")

@@ -27,8 +27,16 @@ import torch
 from torch import nn
 
 from ...errors import ConfigError
-from .base import NORM_PARAMS, MethodConfig, PerTaskMethod, TaskRouted, adapted_blocks, check_positive, register
-from .vmt import ACTIVATIONS
+from .base import (
+    ACTIVATIONS,
+    NORM_PARAMS,
+    MethodConfig,
+    PerTaskMethod,
+    TaskRouted,
+    adapted_blocks,
+    check_positive,
+    register,
+)
 
 POSITIONS = {"attn": lambda block: block.attn.proj.out_features, "mlp": lambda block: block.mlp.fc2.out_features}
 

@@ -56,14 +56,16 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbones import family_of
 from ..taps import FactoredTap, Tap
-from .base import Method, MethodConfig, adapted_blocks, check_positive, register
-
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
+from .base import ACTIVATIONS, Method, MethodConfig, adapted_blocks, check_positive, register
 
 
 @dataclass
-class VMTLiteConfig(MethodConfig):
-    """Hyper-parameters of VMT-Adapter-Lite (the up-projection is the transposed down-projection)."""
+class VMTConfig(MethodConfig):
+    """Hyper-parameters of VMT-Adapter and VMT-Adapter-Lite (the method's name says which: ``vmt-lite`` ties
+    the up-projection to the down-projection)."""
+
+    # Files written before the two were told apart by the method name alone carry ``lite: false``.
+    RETIRED = {"lite": (False, "use model.method: vmt-lite for VMT-Adapter-Lite")}
 
     bottleneck: int = 128  # k, the shared bottleneck width in every block
     scale: float = 1.0  # s, fixed scale of the adapter branch
@@ -76,16 +78,16 @@ class VMTLiteConfig(MethodConfig):
 
 
 @dataclass
-class VMTAdapterConfig(VMTLiteConfig):
-    """Hyper-parameters of VMT-Adapter; ``lite=True`` ties the up-projection to the down-projection."""
+class VMTLiteConfig(VMTConfig):
+    """The same fields; no file of VMT-Adapter-Lite ever carried ``lite``."""
 
-    lite: bool = False
+    RETIRED = {}
 
 
 class VMTAdapter(nn.Module):
     """The adapter branch of one block: shared projections plus per-task scale and shift vectors."""
 
-    def __init__(self, dim: int, num_tasks: int, cfg: VMTLiteConfig, lite: bool) -> None:
+    def __init__(self, dim: int, num_tasks: int, cfg: VMTConfig, lite: bool) -> None:
         super().__init__()
         self.scale = cfg.scale
         self.down = nn.Linear(dim, cfg.bottleneck)
@@ -176,12 +178,9 @@ class VMTMethod(Method):
     """VMT-Adapter: one backbone pass, task streams only at the last block of each stage."""
 
     name = "vmt"
-    config_class = VMTAdapterConfig
+    config_class = VMTConfig
     can_fold_taps = True
-
-    @property
-    def lite(self) -> bool:
-        return self.cfg.lite
+    lite = False
 
     def inject(self, backbone: nn.Module) -> None:
         for block, is_tap in adapted_blocks(backbone):
