@@ -264,3 +264,15 @@ def test_foreign_weights_files_are_one_line_errors(tmp_path) -> None:
     torch.save(build_backbone("swin_tiny", img_size=64).state_dict(), tmp_path / "tiny.pth")
     with pytest.raises(WeightsError, match="do not fit this backbone"):
         build_backbone("swin_nano", pretrained=tmp_path / "tiny.pth", img_size=64)
+
+
+def test_one_mismatch_report_for_weights_adapters_and_checkpoints() -> None:
+    """By hand: expected {a (2,), b (3,), c (1,)}; given {a (2,), b (4,), d (1,)}: c missing, d unexpected, b of
+    wrong shape; c may be optional (a buffer the file need not hold)."""
+    from vmt_adapter.models.backbones.weights import state_mismatch
+
+    expected = {"a": torch.zeros(2), "b": torch.zeros(3), "c": torch.zeros(1)}
+    given = {"a": torch.zeros(2), "b": torch.zeros(4), "d": torch.zeros(1)}
+    assert state_mismatch(given, expected) == "1 missing (e.g. c); 1 unexpected (e.g. d); 1 of wrong shape (e.g. b)"
+    assert state_mismatch(given, expected, optional=["c"]) == "1 unexpected (e.g. d); 1 of wrong shape (e.g. b)"
+    assert state_mismatch({"a": torch.ones(2), "b": torch.ones(3)}, expected, optional=["c"]) is None

@@ -23,7 +23,7 @@ from ..device import autocast, rng_preserved, rng_state, seed_everything, set_rn
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..kinds import global_counts
-from ..models.io import save_adapter
+from ..models.io import save_adapter, state_mismatch
 from . import distributed as ddp
 from .checkpoint import BEST, load_checkpoint, remove_stale_temporaries, save_best, save_checkpoint
 from .config import RunConfig, flatten_config, load_config, save_config
@@ -209,10 +209,9 @@ class Trainer:
             raise CheckpointError(f"--resume: the checkpoint was written by {world} process(es), this is "
                                   f"{self.info.world_size}; the global batch would change")
         params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        wrong = [k for k, v in state["model"].items() if k not in params or params[k].shape != v.shape]
-        if wrong:
-            raise CheckpointError(f"--resume: the checkpoint's tensor {wrong[0]!r} does not fit this model "
-                                  f"({len(wrong)} such tensors)")
+        why = state_mismatch(state["model"], self.weights())
+        if why:
+            raise CheckpointError(f"--resume: the checkpoint's tensors do not fit this model: {why}")
         with torch.no_grad():
             for k, v in state["model"].items():
                 params[k].copy_(v)

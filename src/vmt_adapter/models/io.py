@@ -17,6 +17,7 @@ from ..fileio import atomic_write, sha256_file
 from ..tasks import TaskSpec, resolve_tasks
 from .adapters import read_config
 from .backbones import BACKBONES, resolve_weights
+from .backbones.weights import state_mismatch
 from .factory import ModelConfig, build_model
 from .multitask import MultiTaskModel
 
@@ -218,13 +219,9 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
         raise WeightsError(f"adapter weights not found: {weights}") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"adapter weights {weights} are unreadable: {exc}") from None
-    expected = model.trainable_state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    bad_shape = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or bad_shape:
-        raise WeightsError(f"adapter weights {weights} do not match: {len(missing)} missing, "
-                           f"{len(unexpected)} unexpected, {len(bad_shape)} of wrong shape "
-                           f"(e.g. {', '.join((missing + unexpected + bad_shape)[:3])})")
+    why = state_mismatch(state, model.trainable_state_dict())
+    if why:
+        raise WeightsError(f"adapter weights {weights} do not match this model: {why}")
     with torch.no_grad():
         current = dict(model.named_parameters()) | dict(model.named_buffers())
         for k, v in state.items():

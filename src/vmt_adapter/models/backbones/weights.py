@@ -10,6 +10,7 @@ import hashlib
 import pickle
 import re
 import warnings
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -78,6 +79,20 @@ def weights_layout(path: str | Path) -> str | None:
         return None
 
 
+def state_mismatch(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor],
+                   optional: Iterable[str] = ()) -> str | None:
+    """How ``state`` fails to fit ``expected`` (key to tensor), in one phrase (counts and a few names per
+    kind), or None when every key is there with its shape; keys in ``optional`` may be missing."""
+    optional = set(optional)
+    missing = sorted(k for k in expected if k not in state and k not in optional)
+    unexpected = sorted(k for k in state if k not in expected)
+    wrong_shape = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
+    parts = [f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})"
+             for label, keys in (("missing", missing), ("unexpected", unexpected), ("of wrong shape", wrong_shape))
+             if keys]
+    return "; ".join(parts) or None
+
+
 def load_weights(model: nn.Module, path: str | Path, family: BackboneFamily) -> None:
     """Load a checkpoint through the family's filter (timm's, for foreign layouts).
 
@@ -95,16 +110,9 @@ def load_weights(model: nn.Module, path: str | Path, family: BackboneFamily) -> 
                                f"{' '.join(str(exc).split()) or type(exc).__name__})") from None
     own = model.state_dict()
     state = {k: v for k, v in state.items() if not (k.startswith("head.") and k not in own)}
-    buffers = {n for n, _ in model.named_buffers()}
-    missing = sorted(k for k in own if k not in state and k not in buffers)
-    unexpected = sorted(k for k in state if k not in own)
-    wrong_shape = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
-    if missing or unexpected or wrong_shape:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-            if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        raise WeightsError(f"weights {path} do not fit this backbone: " + "; ".join(parts))
+    why = state_mismatch(state, own, optional=(n for n, _ in model.named_buffers()))
+    if why:
+        raise WeightsError(f"weights {path} do not fit this backbone: {why}")
     model.load_state_dict(state, strict=False)
 
 
