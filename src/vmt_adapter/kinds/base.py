@@ -56,13 +56,14 @@ class TaskKind(ABC):
     def meter(self, spec: TaskSpec) -> Meter:
         """A fresh evaluation meter for ``spec``."""
 
-    @abstractmethod
     def prior_stats(self, target: Tensor, spec: TaskSpec) -> Tensor:
-        """Per-position statistics of a batch of targets, summable over batches."""
+        """Per-position statistics of a batch of targets, summable over batches (default: sums of the valid
+        values and their count, for the mean valid value at each position)."""
+        return mean_stats(target, spec)
 
-    @abstractmethod
     def prior_map(self, stats: Tensor) -> Tensor:
-        """The constant output map (C, H, W) the summed statistics call for."""
+        """The constant output map (C, H, W) the summed statistics call for (default: the mean)."""
+        return mean_map(stats)
 
     @abstractmethod
     def decode(self, output: Tensor) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..tasks import TaskSpec
-from .base import Meter, TaskKind, heat, masked_sum, mean, mean_map, mean_stats, ratio, register_kind, warp
+from .base import Meter, TaskKind, heat, masked_sum, mean, ratio, register_kind, warp
 
 # Colour stops of the raw depth preview (near = dark purple, far = yellow).
 _STOPS = np.array([(13, 8, 135), (126, 3, 168), (204, 71, 120), (248, 149, 64), (240, 249, 33)], np.float64)
@@ -61,12 +61,6 @@ class Depth(TaskKind):
 
     def meter(self, spec: TaskSpec) -> Meter:
         return DepthMeter()
-
-    def prior_stats(self, target: Tensor, spec: TaskSpec) -> Tensor:
-        return mean_stats(target, spec)
-
-    def prior_map(self, stats: Tensor) -> Tensor:
-        return mean_map(stats)
 
     def decode(self, output: Tensor) -> np.ndarray:
         return output[0].clamp(min=0).numpy()

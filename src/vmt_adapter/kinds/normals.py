@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..tasks import TaskSpec
-from .base import Meter, TaskKind, masked_sum, mean, mean_map, mean_stats, ratio, register_kind, warp
+from .base import Meter, TaskKind, masked_sum, mean, ratio, register_kind, warp
 
 NORMALS_BIN_DEG = 0.01  # histogram resolution of the normals median
 NORMALS_ACC_DEG = (11.25, 22.5, 30.0)
@@ -95,12 +95,6 @@ class Normals(TaskKind):
 
     def meter(self, spec: TaskSpec) -> Meter:
         return NormalsMeter()
-
-    def prior_stats(self, target: Tensor, spec: TaskSpec) -> Tensor:
-        return mean_stats(target, spec)
-
-    def prior_map(self, stats: Tensor) -> Tensor:
-        return mean_map(stats)
 
     def decode(self, output: Tensor) -> np.ndarray:
         return F.normalize(output, dim=0).permute(1, 2, 0).numpy()
