@@ -117,3 +117,44 @@ def test_unfolded_rows_beside_the_folded_ones(tmp_path: Path) -> None:
     assert [(r["method"], r["fold_taps"], r["unfolded"]) for r in rows] == [
         ("vmt", True, False), ("lora", False, False), ("vmt", False, True)]
     assert all(r["tap_norm"] is False and r["fwd_bwd_ms"] > 0 for r in rows)
+
+
+def test_per_level_fusion_is_the_same_function() -> None:
+    """A 1x1 conv commutes with bilinear upsampling (both linear, one over channels, one over positions), so the
+    fusion conv run per level before upsampling equals the public order, in float64 to rounding: outputs and
+    every gradient, on plain and on folded (factored) taps. In float32 the two differ only by rounding."""
+    from vmt_adapter.errors import ConfigError
+    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.tasks import resolve_tasks
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for tap_norm in (True, False):
+        results = []
+        for fusion in ("concat", "per_level"):
+            torch.manual_seed(0)
+            model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64,
+                                   tap_norm=tap_norm, decoder_fusion=fusion, bottleneck=8).double().train()
+            with torch.no_grad():
+                for p in model.parameters():
+                    if p.requires_grad:
+                        p.add_(0.01 * torch.randn_like(p))
+            out = model(x)
+            sum(o.square().mean() for o in out.values()).backward()
+            results.append(({k: v.detach() for k, v in out.items()},
+                            {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+        (o0, g0), (o1, g1) = results
+        assert all(torch.allclose(o0[k], o1[k], rtol=1e-10, atol=1e-12) for k in o0), tap_norm
+        assert g0.keys() == g1.keys()
+        assert all(torch.allclose(g0[n], g1[n], rtol=1e-9, atol=1e-12) for n in g0), tap_norm
+    with pytest.raises(ConfigError, match="the segformer head has one order"):
+        MultiTaskModel("swin_nano", "vmt", resolve_tasks("sal"), img_size=64, decoder="segformer",
+                       decoder_fusion="per_level")
+
+
+def test_per_level_rows_beside_the_public_order(tmp_path: Path) -> None:
+    """``--per-level`` adds each case again with the decoders' per-level fusion, marked in its rows."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--backbone", "swin_nano", "--size", "32", "--batch", "1", "--tasks", "1", "--methods",
+                 "vmt", "--repeats", "1", "--warmup", "0", "--per-level", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["decoder_fusion"]) for r in rows] == [("vmt", "concat"), ("vmt", "per_level")]

@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "up-projection fold into their first conv")
     p.add_argument("--unfolded", action="store_true",
                    help="with --no-tap-norm: add rows for VMT with the fold switched off (dense task streams)")
+    p.add_argument("--per-level", action="store_true",
+                   help="add rows with the decoders' first conv at each level's resolution (model.decoder_fusion: "
+                        "per_level)")
     p.add_argument("--json", type=Path, default=None, help="write the rows as a JSON list")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG of time against T")
     p.set_defaults(func=run)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else (),
         device=args.device, precision=args.precision, repeats=args.repeats, warmup=args.warmup,
         compile=args.compile, channels_last=args.channels_last, grad_checkpointing=args.grad_checkpointing,
-        taps=args.taps, tap_norm=not args.no_tap_norm, unfolded=args.unfolded,
+        taps=args.taps, tap_norm=not args.no_tap_norm, unfolded=args.unfolded, per_level=args.per_level,
     )
     if args.threads is not None:
         if args.threads < 1:

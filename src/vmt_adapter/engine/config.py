@@ -20,6 +20,7 @@ from ..data.pascal import check_tasks
 from ..device import PRECISIONS, pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
+from ..models.decoders.hrnet import FUSIONS
 from ..models.factory import ModelConfig, method_config
 from ..tasks import parse_task_names
 from ..typed import build
@@ -214,6 +215,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
         ("data.pad", cfg.data.pad in ("ignore", "zero"), "ignore or zero"),
         ("data.emptied", cfg.data.emptied in ("keep", "ignore"), "keep or ignore"),
+        ("model.decoder_fusion", cfg.model.decoder_fusion in FUSIONS, " or ".join(FUSIONS)),
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
         ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),

@@ -75,6 +75,7 @@ class BenchConfig:
     taps: str = "stage"  # model.taps: "merged" passes the task streams through the next patch merging
     tap_norm: bool = True  # the decoders' per-tap channel norm; without it VMT's up-projection folds (models/taps)
     unfolded: bool = False  # also measure every case that folds with the fold switched off
+    per_level: bool = False  # also measure every case with the decoders' per-level fusion (model.decoder_fusion)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.repeats < 1 or self.warmup < 0:
@@ -113,13 +114,14 @@ class Case:
     """One (method, T) model and input, with the passes that are timed (see the module doc)."""
 
     def __init__(self, cfg: BenchConfig, method: str, count: int, device: torch.device,
-                 grad_checkpointing: bool = False, fold: bool = True) -> None:
+                 grad_checkpointing: bool = False, fold: bool = True, fusion: str = "concat") -> None:
         self.method, self.count, self.device, self.precision = method, count, device, cfg.precision
         self.grad_checkpointing = grad_checkpointing
         self.size = cfg.size or default_size(cfg.backbone)
         torch.manual_seed(0)
+        self.fusion = fusion
         self.model = build_model(ModelConfig(backbone=cfg.backbone, method=registry_name(method), taps=cfg.taps,
-                                             tap_norm=cfg.tap_norm),
+                                             tap_norm=cfg.tap_norm, decoder_fusion=fusion),
                                  bench_tasks(count), img_size=self.size)
         self.unfolded = not fold and self.model.method.fold_taps  # a folding case, measured with the fold off
         self.model.method.fold_taps &= fold
@@ -209,6 +211,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
     if cfg.unfolded:  # the folding cases again, with the dense task streams (the equality test's other side)
         cases += [Case(cfg, c.method, c.count, device, c.grad_checkpointing, fold=False) for c in list(cases)
                   if c.model.method.fold_taps]
+    if cfg.per_level:  # every case again, the decoders' first conv at each level's resolution
+        cases += [Case(cfg, c.method, c.count, device, c.grad_checkpointing, not c.unfolded, "per_level")
+                  for c in list(cases)]
     nothing = [lambda: None] * len(cases)
     clear = [c.clear_grads for c in cases]
     trained = [c for c in cases if c.has_backbone_grads]
@@ -245,7 +250,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
         trainable = sum(q.numel() * q.element_size() for q in model.parameters() if q.requires_grad)
         rows.append({
             "method": c.method, "tasks": c.count, "grad_checkpointing": c.grad_checkpointing,
-            "fold_taps": model.method.fold_taps, "unfolded": c.unfolded, "taps": cfg.taps, "tap_norm": cfg.tap_norm,
+            "fold_taps": model.method.fold_taps, "unfolded": c.unfolded,
+            "decoder_fusion": c.fusion, "taps": cfg.taps, "tap_norm": cfg.tap_norm,
             "fwd_ms": f, "fwd_bwd_ms": fb.get(c), "peak_mem_mb": p,
             "device": str(device), "decoders_fwd_ms": d, "train_step_ms": s,
             "img_per_s_train": cfg.batch * 1000.0 / s, "img_per_s_infer": cfg.batch * 1000.0 / (f + d),
@@ -275,7 +281,8 @@ def add_ratios(rows: list[dict]) -> list[dict]:
 
 
 COLUMNS = (  # field, header, number format
-    ("method", "method", ""), ("tasks", "T", "d"), ("grad_checkpointing", "ckpt", ""), ("fwd_ms", "fwd ms", ".1f"),
+    ("method", "method", ""), ("tasks", "T", "d"), ("grad_checkpointing", "ckpt", ""),
+    ("decoder_fusion", "fusion", ""), ("fwd_ms", "fwd ms", ".1f"),
     ("fwd_bwd_ms", "fwd+bwd ms", ".1f"), ("peak_mem_mb", "peak MB", ".1f"),
     ("decoders_fwd_ms", "dec fwd ms", ".1f"), ("train_step_ms", "step ms", ".1f"),
     ("train_peak_mem_mb", "step MB", ".1f"),
@@ -292,10 +299,11 @@ def bench_table(rows: list[dict]) -> str:
 
 
 def label(row: dict) -> str:
-    """A row's series: the method, marked when it ran with gradient checkpointing or with VMT's taps unfolded
-    where its layout lets them fold (``--unfolded``)."""
+    """A row's series: the method, marked when it ran with gradient checkpointing, with VMT's taps unfolded
+    where its layout lets them fold (``--unfolded``) or with the decoders' per-level fusion (``--per-level``)."""
     return (row["method"] + (" (ckpt)" if row.get("grad_checkpointing") else "")
-            + (" (unfolded)" if row.get("unfolded") else ""))
+            + (" (unfolded)" if row.get("unfolded") else "")
+            + (" (per level)" if row.get("decoder_fusion") == "per_level" else ""))
 
 
 # A method's variants keep its colour and differ by the line: (gradient checkpointing, unfolded) -> style.

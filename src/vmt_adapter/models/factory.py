@@ -24,6 +24,9 @@ class ModelConfig:
     decoder_ratio: int = 4  # decoder width multiplier (hrnet: fusion width = ratio x 270, 4 = the benchmark's 1080)
     taps: str = "stage"  # what the decoders read: "stage" outputs, or (Swin) "merged" after the next patch merging
     tap_norm: bool = True  # a parameter-free channel norm on each tap before the decoder (a project departure)
+    # hrnet: "concat" (the public head's order) or "per_level" (its first conv at each level's resolution: the
+    # same function, fewer multiply-adds, outputs equal up to float rounding)
+    decoder_fusion: str = "concat"
     drop_path: float | None = None  # stochastic depth of the backbone when it runs in train mode; None: timm's
     # a frozen backbone in train mode too (drop-path, LoRA dropout), as the public code
     backbone_train_mode: bool = False
@@ -52,7 +55,8 @@ def build_model(cfg: ModelConfig, tasks: list[TaskSpec], img_size: int | None = 
     model = MultiTaskModel(cfg.backbone, cfg.method, [by_name[n] for n in groups[0]], pretrained=cfg.pretrained or None,
                            img_size=img_size, decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio, taps=cfg.taps,
                            tap_norm=cfg.tap_norm, drop_path=cfg.drop_path,
-                           backbone_train_mode=cfg.backbone_train_mode, **method_config(cfg).to_dict())
+                           backbone_train_mode=cfg.backbone_train_mode, decoder_fusion=cfg.decoder_fusion,
+                           **method_config(cfg).to_dict())
     for group in groups[1:]:
         model.add_tasks([by_name[n] for n in group])
     return model

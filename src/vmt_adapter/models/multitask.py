@@ -27,8 +27,9 @@ class MultiTaskModel(nn.Module):
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
                  img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
                  tap_norm: bool = True, drop_path: float | None = None, backbone_train_mode: bool = False,
-                 **hparams) -> None:
+                 decoder_fusion: str = "concat", **hparams) -> None:
         super().__init__()
+        self.decoder_fusion = decoder_fusion
         self.backbone_train_mode = backbone_train_mode
         self.decoder_name, self.taps, self.tap_norm = decoder, taps, tap_norm
         self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
@@ -57,8 +58,14 @@ class MultiTaskModel(nn.Module):
         self._freeze()
 
     def _decoder(self, task: TaskSpec) -> nn.Module:
-        return build_decoder(self.decoder_name, self.method.tap_channels(self.backbone), task.channels,
-                             self.decoder_ratio, self.tap_norm)
+        decoder = build_decoder(self.decoder_name, self.method.tap_channels(self.backbone), task.channels,
+                                self.decoder_ratio, self.tap_norm)
+        if self.decoder_fusion != "concat" and not hasattr(decoder, "fusion"):
+            raise ConfigError(f"model.decoder_fusion {self.decoder_fusion!r}: the {self.decoder_name} head has "
+                              "one order of operations (concat)")
+        if hasattr(decoder, "fusion"):
+            decoder.fusion = self.decoder_fusion
+        return decoder
 
     def add_tasks(self, tasks: list[TaskSpec]) -> None:
         """Add ``tasks`` to a trained model without changing any existing task's outputs: the method

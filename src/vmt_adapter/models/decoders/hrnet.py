@@ -18,6 +18,7 @@ from ..taps import LowRankMap
 from .base import channel_norm, check_taps
 
 REDUCED = (18, 36, 72, 144)
+FUSIONS = ("concat", "per_level")  # the order of the fusion's first conv and the upsampling (``fusion``)
 
 
 class MultiScaleDecoder(nn.Module):
@@ -40,6 +41,11 @@ class MultiScaleDecoder(nn.Module):
         # keeping its 270-channel maps at the finest tap's resolution. BatchNorm stays outside: a recompute
         # would update its running statistics a second time.
         self.grad_checkpointing = False
+        # "concat" (the public head): upsample the reduced maps, concatenate, then the 270 -> 1080 conv at the
+        # finest resolution. "per_level": the conv's block for each level at that level's own resolution, then
+        # upsample and sum; the same function (a 1x1 conv commutes with bilinear upsampling), fewer
+        # multiply-adds, equal outputs up to float rounding.
+        self.fusion = "concat"
 
     def _reduce(self, i: int, f: torch.Tensor | LowRankMap) -> torch.Tensor:
         if isinstance(f, LowRankMap):  # VMT's up-projection folded into the reduction (models/taps)
@@ -59,6 +65,13 @@ class MultiScaleDecoder(nn.Module):
         """Every tap reduced, brought to the finest tap's resolution, concatenated, then the first 1x1 conv."""
         maps = [self._reduce(i, f) for i, f in enumerate(feats)]
         fine = maps[0].shape[-2:]
+        if self.fusion == "per_level":
+            conv = self.head[0]
+            blocks = conv.weight.split(list(REDUCED), dim=1)
+            out = F.conv2d(maps[0], blocks[0], conv.bias)
+            for m, w in zip(maps[1:], blocks[1:]):
+                out = out + F.interpolate(F.conv2d(m, w), size=fine, mode="bilinear", align_corners=False)
+            return out
         maps = [maps[0]] + [F.interpolate(m, size=fine, mode="bilinear", align_corners=False) for m in maps[1:]]
         return self.head[0](torch.cat(maps, dim=1))
 
