@@ -152,9 +152,13 @@ def test_per_level_fusion_is_the_same_function() -> None:
 
 
 def test_per_level_rows_beside_the_public_order(tmp_path: Path) -> None:
-    """``--per-level`` adds each case again with the decoders' per-level fusion, marked in its rows."""
+    """``--per-level`` adds each case again with the decoders' per-level fusion, marked in its rows; each row's
+    forward is compared with the frozen row of its own fusion."""
     out = tmp_path / "bench.json"
     assert main(["bench", "--backbone", "swin_nano", "--size", "32", "--batch", "1", "--tasks", "1", "--methods",
-                 "vmt", "--repeats", "1", "--warmup", "0", "--per-level", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())
-    assert [(r["method"], r["decoder_fusion"]) for r in rows] == [("vmt", "concat"), ("vmt", "per_level")]
+                 "frozen,vmt", "--repeats", "1", "--warmup", "0", "--per-level", "--json", str(out)]) == 0
+    rows = {(r["method"], r["decoder_fusion"]): r for r in json.loads(out.read_text())}
+    assert list(rows) == [("frozen", "concat"), ("vmt", "concat"), ("frozen", "per_level"), ("vmt", "per_level")]
+    for fusion in ("concat", "per_level"):
+        vmt, frozen = rows[("vmt", fusion)], rows[("frozen", fusion)]
+        assert vmt["fwd_vs_frozen"] == pytest.approx(vmt["fwd_ms"] / frozen["fwd_ms"])

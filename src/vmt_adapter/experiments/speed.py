@@ -266,17 +266,20 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda msg: None) -
 
 
 def add_ratios(rows: list[dict]) -> list[dict]:
-    """The targets' ratios: ``fwd_bwd_vs_min_t`` (same method, its smallest T) and ``fwd_vs_frozen`` (same T)."""
+    """The ratios: ``fwd_bwd_vs_min_t`` (same series, its smallest T) and ``fwd_vs_frozen`` (the frozen row of the
+    same T and decoder fusion, without checkpointing: the run's own measurement of the same pass)."""
     first: dict[str, dict] = {}
     for r in rows:
         key = label(r)
         if key not in first or r["tasks"] < first[key]["tasks"]:
             first[key] = r
-    frozen = {r["tasks"]: r["fwd_ms"] for r in rows if r["method"] == FROZEN and not r.get("grad_checkpointing")}
+    frozen = {(r["tasks"], r.get("decoder_fusion")): r["fwd_ms"] for r in rows
+              if r["method"] == FROZEN and not r.get("grad_checkpointing")}
     for r in rows:
         base = first[label(r)]["fwd_bwd_ms"]
         r["fwd_bwd_vs_min_t"] = r["fwd_bwd_ms"] / base if r["fwd_bwd_ms"] is not None and base else None
-        r["fwd_vs_frozen"] = r["fwd_ms"] / frozen[r["tasks"]] if r["tasks"] in frozen else None
+        same = frozen.get((r["tasks"], r.get("decoder_fusion")))
+        r["fwd_vs_frozen"] = r["fwd_ms"] / same if same else None
     return rows
 
 
