@@ -56,7 +56,7 @@ def build_model(cfg: ModelConfig, tasks: list[TaskSpec], img_size: int | None = 
                            img_size=img_size, decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio, taps=cfg.taps,
                            tap_norm=cfg.tap_norm, drop_path=cfg.drop_path,
                            backbone_train_mode=cfg.backbone_train_mode, decoder_fusion=cfg.decoder_fusion,
-                           **method_config(cfg).to_dict())
+                           method_config=method_config(cfg))
     for group in groups[1:]:
         model.add_tasks([by_name[n] for n in group])
     return model

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..tasks import TaskSpec
-from .adapters import Method, build_method
+from .adapters import Method, MethodConfig, build_method
 from .backbones import build_backbone, family_of, state_digest, weights_identity
 from .decoders import build_decoder
 from .taps import task_input
@@ -27,7 +27,7 @@ class MultiTaskModel(nn.Module):
     def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
                  img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
                  tap_norm: bool = True, drop_path: float | None = None, backbone_train_mode: bool = False,
-                 decoder_fusion: str = "concat", **hparams) -> None:
+                 decoder_fusion: str = "concat", method_config: MethodConfig | None = None, **hparams) -> None:
         super().__init__()
         self.decoder_fusion = decoder_fusion
         self.backbone_train_mode = backbone_train_mode
@@ -50,7 +50,8 @@ class MultiTaskModel(nn.Module):
         if taps not in family.tap_layouts:
             raise ConfigError(f"model.taps {taps!r}: a {family.name} backbone offers {', '.join(family.tap_layouts)}")
         self.backbone.tap_layout = taps
-        self.method: Method = build_method(method, self.task_names, **hparams)
+        # The method's config object when the caller has one (build_model), else read from ``hparams``.
+        self.method: Method = build_method(method, self.task_names, method_config, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
         self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone)

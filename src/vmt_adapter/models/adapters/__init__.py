@@ -20,12 +20,15 @@ from . import vmt, full, bitfit, houlsby, lora, vpt, mtlora  # noqa: F401  (each
 from .base import METHODS, Method, MethodConfig, PerTaskMethod, TaskRouted, read_config, run_stages
 
 
-def build_method(name: str, task_names: list[str], **hparams) -> Method:
-    """Instantiate ``name`` with its config read from ``hparams``; an unknown method or field is an error."""
+def build_method(name: str, task_names: list[str], cfg: MethodConfig | None = None, **hparams) -> Method:
+    """Instantiate ``name`` with its config object ``cfg``, or one read from ``hparams``; an unknown method or
+    field is an error."""
     if name not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     cls = METHODS[name]
-    return cls(task_names, read_config(cls.config_class, hparams, name))
+    if cfg is not None and not isinstance(cfg, cls.config_class):
+        raise ConfigError(f"method {name!r} takes a {cls.config_class.__name__}, got a {type(cfg).__name__}")
+    return cls(task_names, cfg if cfg is not None else read_config(cls.config_class, hparams, name))
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "PerTaskMethod", "TaskRouted", "build_method", "run_stages"]
