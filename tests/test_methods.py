@@ -598,3 +598,27 @@ def test_one_route_to_lite_and_older_records_still_read() -> None:
     for method, tied in (("vmt", False), ("vmt-lite", True)):
         adapter = next(m for m in nano(method, bottleneck=8).modules() if isinstance(m, VMTAdapter))
         assert (adapter.up_weight_own is None) is tied, method
+
+
+def test_adapter_roles_are_read_from_the_layers_not_from_names() -> None:
+    """A layer wrapping a frozen linear under an arbitrary attribute name: its own tensors are the adapter (shared,
+    per task as TASK_SPECIFIC says, or unused), the wrapped base_layer's are not; nested layers are walked."""
+    from vmt_adapter.models.adapters.base import AdapterLayer, adapter_roles
+
+    class Wrapper(AdapterLayer):
+        TASK_SPECIFIC = ("per_task",)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.base_layer = torch.nn.Linear(2, 2)
+            self.shared = torch.nn.Parameter(torch.zeros(2))
+            self.per_task = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(2)) for _ in range(3)])
+            self.spare = torch.nn.Linear(2, 2)
+            self.unused = ("spare",)
+            self.register_buffer("frozen_stat", torch.zeros(1))
+
+    root = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ModuleDict({"odd_name": Wrapper()}))
+    assert adapter_roles(root) == {
+        "1.odd_name.shared": "shared", "1.odd_name.frozen_stat": "shared",
+        "1.odd_name.per_task.0": "task", "1.odd_name.per_task.1": "task", "1.odd_name.per_task.2": "task",
+        "1.odd_name.spare.weight": "unused", "1.odd_name.spare.bias": "unused"}

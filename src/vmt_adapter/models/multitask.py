@@ -53,6 +53,7 @@ class MultiTaskModel(nn.Module):
         # The method's config object when the caller has one (build_model), else read from ``hparams``.
         self.method: Method = build_method(method, self.task_names, method_config, **hparams)
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
+        self.method.bind(self.backbone)
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
         self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone)
                                  and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
@@ -78,6 +79,7 @@ class MultiTaskModel(nn.Module):
                               f"(the model has {', '.join(self.task_names)})")
         before = {n for n, _ in self.named_parameters()}
         self.method.add_tasks(self.backbone, len(tasks))
+        self.method.bind(self.backbone)
         self.method.task_names += [t.name for t in tasks]
         for t in tasks:
             self.decoders[t.name] = self._decoder(t)

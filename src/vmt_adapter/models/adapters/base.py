@@ -115,6 +115,11 @@ class Method:
     def __init__(self, task_names: list[str], cfg: MethodConfig | None = None) -> None:
         self.task_names = list(task_names)
         self.cfg = self.config_class() if cfg is None else cfg
+        self.roles: dict[str, str] = {}  # adapter tensor name -> role, read from the backbone by ``bind``
+
+    def bind(self, backbone: nn.Module) -> None:
+        """Read the adapter's tensors and their roles from the layers ``inject`` (or ``add_tasks``) put in."""
+        self.roles = adapter_roles(backbone)
 
     @property
     def has_unused_parameters(self) -> bool:
@@ -124,7 +129,7 @@ class Method:
     def is_unused(self, name: str) -> bool:
         """Whether the trainable backbone parameter ``name`` is built (and counted) but nothing reads its
         output: the optimizer leaves it out, as an optimizer skips a parameter without a gradient."""
-        return False
+        return self.roles.get(name) == "unused"
 
     def hparams(self) -> dict:
         """The method's config as ``adapter.json`` records it."""
@@ -135,11 +140,11 @@ class Method:
 
     def is_adapter(self, name: str) -> bool:
         """Whether the backbone parameter ``name`` belongs to this method's adapter (PEFT parameters)."""
-        return False
+        return name in self.roles
 
     def is_task_specific(self, name: str) -> bool:
         """Whether the adapter parameter ``name`` belongs to one task only."""
-        return False
+        return self.roles.get(name) == "task"
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
         """Give ``count`` more tasks their parameters, leaving every existing task's outputs unchanged;
@@ -166,8 +171,36 @@ class Method:
         return [m.unsqueeze(0) for m in tap_maps(backbone, x)]
 
 
-class TaskRouted(nn.Module):
-    """A module holding one set of parameters per task; ``task`` picks the set the next forward uses."""
+class AdapterLayer(nn.Module):
+    """Base of every module a method swaps into the backbone (peft's tuner layers): its parameters and buffers,
+    except those of the frozen layer it wraps (``base_layer``), are the method's adapter. ``TASK_SPECIFIC`` names
+    the attributes holding one task's parameters; ``unused`` those built (and counted) that nothing reads."""
+
+    TASK_SPECIFIC: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused: tuple[str, ...] = ()
+
+
+def adapter_roles(backbone: nn.Module) -> dict[str, str]:
+    """Each adapter tensor's name in ``backbone`` -> "task" (one task's), "unused" or "shared", found by walking
+    the modules for ``AdapterLayer`` instances rather than by name patterns."""
+    roles: dict[str, str] = {}
+    for prefix, layer in backbone.named_modules():
+        if not isinstance(layer, AdapterLayer):
+            continue
+        for name, _ in [*layer.named_parameters(), *layer.named_buffers()]:
+            head = name.split(".")[0]
+            if head == "base_layer":
+                continue
+            role = "task" if head in layer.TASK_SPECIFIC else "unused" if head in layer.unused else "shared"
+            roles[f"{prefix}.{name}" if prefix else name] = role
+    return roles
+
+
+class TaskRouted(AdapterLayer):
+    """An adapter layer holding one set of parameters per task; ``task`` picks the set the next forward uses."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -78,5 +78,3 @@ class BitFitMethod(PerTaskMethod):
             for module in tables:
                 parametrize.register_parametrization(module, REL_POS, TaskOffset(getattr(module, REL_POS), n))
 
-    def is_adapter(self, name: str) -> bool:
-        return ".deltas." in name

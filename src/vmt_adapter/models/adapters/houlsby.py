@@ -104,8 +104,5 @@ class AdapterMethod(PerTaskMethod):
                 hidden = max(1, dim // cfg.reduction) if cfg.reduction else cfg.hidden
                 setattr(block, place, SerialAdapter(getattr(block, place), dim, len(self.task_names), hidden, cfg.act))
 
-    def is_adapter(self, name: str) -> bool:
-        return ".bottlenecks." in name
-
     def is_other_trainable(self, name: str) -> bool:
         return self.cfg.train_norms and NORM_PARAMS.search(name) is not None

@@ -117,5 +117,3 @@ class LoRAMethod(PerTaskMethod):
             block.attn.qkv = (LoRALinear(qkv, n, cfg.rank, cfg.alpha / cfg.rank) if cfg.targets == "qkv" else
                               SplitLoRALinear(qkv, cfg.targets.split(","), n, cfg.rank, cfg.alpha / cfg.rank))
 
-    def is_adapter(self, name: str) -> bool:
-        return ".attn.qkv.lora." in name

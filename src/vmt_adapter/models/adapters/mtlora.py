@@ -48,7 +48,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import NORM_PARAMS, Method, MethodConfig, check_positive, register, run_stages
+from .base import NORM_PARAMS, AdapterLayer, Method, MethodConfig, check_positive, register, run_stages
 from .lora import LoRALinear, LowRank, lora_dropout
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
@@ -59,13 +59,15 @@ EXTRAS = {  # the public code's name filters, on timm's parameter names
 }
 
 
-class TaskSpecificLoRALinear(nn.Module):
+class TaskSpecificLoRALinear(AdapterLayer):
     """TS-LoRA: a frozen linear layer with the shared update (none if ``rank`` is 0) and one update per task.
 
     With ``stacked_input`` the input is (1 + T, ..., d_in), [shared, task_1..task_T], and so is the
     output. Otherwise (proj) every task reads the shared input, and the 1 + T outputs are concatenated
     along dim 0, the window batch, so that timm's window merge carries them to the block.
     """
+
+    TASK_SPECIFIC = ("task_lora",)
 
     def __init__(self, base_layer: nn.Linear, rank: int, scale: float, num_tasks: int, task_rank: int,
                  task_scale: float, stacked_input: bool, dropout: float = 0.0) -> None:
@@ -161,24 +163,16 @@ class MTLoRAMethod(Method):
                     # Nothing reads the very last shared stream: its fc2 update only if asked for.
                     last = (s, attr) == (len(backbone.layers) - 1, "fc2")
                     rank = 0 if last and not cfg.last_shared_fc2 else cfg.rank
-                    setattr(parent, attr, TaskSpecificLoRALinear(
-                        base, rank, cfg.shared_scale, num_tasks, cfg.task_rank, cfg.task_scale, stacked, cfg.dropout))
-            self.last_shared = re.compile(rf"^layers\.{len(backbone.layers) - 1}\.blocks\.\d+"
-                                          r"\.base_layer\.mlp\.fc2\.lora\.")
+                    layer = TaskSpecificLoRALinear(base, rank, cfg.shared_scale, num_tasks, cfg.task_rank,
+                                                   cfg.task_scale, stacked, cfg.dropout)
+                    if last and rank:  # built for the published count; nothing reads its output
+                        layer.unused = ("lora",)
+                    setattr(parent, attr, layer)
             stage.blocks[-1] = MTLoRATapBlock(stage.blocks[-1], num_tasks)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
         raise ConfigError("method 'mtlora' cannot add a task to a trained run: it trains the norms and patch "
                           "merging that every task reads")
-
-    def is_adapter(self, name: str) -> bool:
-        return ".lora." in name or ".task_lora." in name
-
-    def is_task_specific(self, name: str) -> bool:
-        return ".task_lora." in name
-
-    def is_unused(self, name: str) -> bool:
-        return self.cfg.last_shared_fc2 and bool(self.last_shared.search(name))
 
     def is_other_trainable(self, name: str) -> bool:
         return any(p.search(name) for p in self.extras)

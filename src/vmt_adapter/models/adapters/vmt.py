@@ -46,7 +46,6 @@ tasks' vectors stay frozen.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
@@ -56,7 +55,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..backbones import family_of
 from ..taps import FactoredTap, Tap
-from .base import ACTIVATIONS, Method, MethodConfig, adapted_blocks, check_positive, register
+from .base import ACTIVATIONS, AdapterLayer, Method, MethodConfig, adapted_blocks, check_positive, register
 
 
 @dataclass
@@ -84,8 +83,10 @@ class VMTLiteConfig(VMTConfig):
     RETIRED = {}
 
 
-class VMTAdapter(nn.Module):
+class VMTAdapter(AdapterLayer):
     """The adapter branch of one block: shared projections plus per-task scale and shift vectors."""
+
+    TASK_SPECIFIC = ("gamma", "beta", "added_gamma", "added_beta")
 
     def __init__(self, dim: int, num_tasks: int, cfg: VMTConfig, lite: bool) -> None:
         super().__init__()
@@ -186,13 +187,6 @@ class VMTMethod(Method):
         for block, is_tap in adapted_blocks(backbone):
             adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
             block.mlp = ParallelMLP(block.mlp, adapter, is_tap=is_tap)
-
-    def is_adapter(self, name: str) -> bool:
-        return ".mlp.adapter." in name
-
-    def is_task_specific(self, name: str) -> bool:
-        return (self.is_adapter(name)
-                and re.search(r"\.(gamma|beta|added_gamma\.\d+|added_beta\.\d+)$", name) is not None)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
         for module in backbone.modules():

@@ -81,5 +81,3 @@ class VPTDeepMethod(PerTaskMethod):
         for block, _ in adapted_blocks(backbone):
             block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.cfg.tokens)
 
-    def is_adapter(self, name: str) -> bool:
-        return name.endswith((".attn.prompts", ".attn.gate"))
