@@ -1,7 +1,8 @@
 """The task table: the one place that says what each dense task is.
 
-Models read ``channels``; losses, metrics and the multi-task score read ``kind``,
-``loss_weight`` and ``higher_is_better``. Nothing else in the package branches on a task name.
+Models read ``channels``; everything a task's kind decides (resampling, loss, meter, prior, pictures) lives in
+``vmt_adapter.kinds``, found from ``kind``; the loss sum and the multi-task score read ``loss_weight`` and
+``higher_is_better``. Nothing else in the package branches on a task name.
 
 Label conventions shared by every dataset (what a sample dict holds under the task name):
 
@@ -32,8 +33,8 @@ IGNORE_INDEX = 255
 class TaskSpec:
     """One dense prediction task.
 
-    ``kind`` selects the loss and the metric family (see ``engine.losses`` and
-    ``engine.metrics``); ``headline`` is the metric that benchmark tables report.
+    ``kind`` names its ``vmt_adapter.kinds`` module (resampling, loss, meter, prior, pictures);
+    ``headline`` is the metric that benchmark tables report.
     """
 
     name: str
