@@ -12,6 +12,7 @@ import vmt_adapter
 from vmt_adapter.cli import main
 from vmt_adapter.errors import ConfigError
 from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.models.io import save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.tasks import resolve_tasks
@@ -24,7 +25,7 @@ def trained(method: str, base: Path) -> MultiTaskModel:
     torch.manual_seed(0)
     torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
     hparams = {} if method == "decoder-only" else {"bottleneck": 8}
-    model = MultiTaskModel("swin_nano", method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32, **hparams)
+    model = create_model("swin_nano", method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32, **hparams)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -71,7 +72,7 @@ def test_old_tasks_stay_bit_identical_and_only_the_new_part_trains(method: str, 
 @pytest.mark.parametrize("method,why", [("mt-full", "forgetting"), ("lora", "share nothing"),
                                         ("st-full", "share nothing"), ("mtlora", "norms and patch merging")])
 def test_methods_that_cannot_add_a_task_say_why(method: str, why: str) -> None:
-    model = MultiTaskModel("swin_nano", method, resolve_tasks("sal"), img_size=32)
+    model = create_model("swin_nano", method, resolve_tasks("sal"), img_size=32)
     with pytest.raises(ConfigError, match=rf"^method '{method}' cannot add a task to a trained run: .*{why}"):
         model.add_tasks(resolve_tasks("depth"))
 

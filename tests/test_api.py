@@ -13,6 +13,7 @@ from PIL import Image
 import vmt_adapter
 from vmt_adapter.errors import DataError, WeightsError
 from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.models.io import save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.tasks import resolve_tasks
@@ -29,7 +30,7 @@ def trained(tmp_path: Path, seed: int = 0) -> tuple[MultiTaskModel, Path]:
     torch.manual_seed(seed)
     base = tmp_path / "base.pth"
     torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
-    model = MultiTaskModel("swin_nano", "vmt", resolve_tasks(TASKS), pretrained=base, img_size=32, bottleneck=8)
+    model = create_model("swin_nano", "vmt", resolve_tasks(TASKS), pretrained=base, img_size=32, bottleneck=8)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -126,7 +127,7 @@ def test_the_package_lists_its_api_and_ships_py_typed() -> None:
 def random_init_adapter(tmp_path: Path, seed: int = 7) -> MultiTaskModel:
     """A model on a randomly initialised backbone drawn from ``seed``, with perturbed trainables, saved."""
     torch.manual_seed(seed)
-    model = MultiTaskModel("swin_nano", "mt-full", resolve_tasks("sal"), img_size=32)  # trains the backbone too
+    model = create_model("swin_nano", "mt-full", resolve_tasks("sal"), img_size=32)  # trains the backbone too
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:

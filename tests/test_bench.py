@@ -60,14 +60,14 @@ def test_grad_checkpointing_rows_and_identical_gradients(tmp_path: Path) -> None
     rows = json.loads(out.read_text())
     assert [(r["method"], r["grad_checkpointing"]) for r in rows] == [("vmt", False), ("lora", False), ("vmt", True)]
     from vmt_adapter.errors import ConfigError
-    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.models.factory import create_model
     from vmt_adapter.tasks import resolve_tasks
 
     with pytest.raises(ConfigError, match="one-pass methods only; 'lora'"):
-        MultiTaskModel("swin_nano", "lora", resolve_tasks("sal"), img_size=32).set_grad_checkpointing(True)
+        create_model("swin_nano", "lora", resolve_tasks("sal"), img_size=32).set_grad_checkpointing(True)
     for backbone in ("swin_nano", "vit_nano"):
         torch.manual_seed(0)
-        model = MultiTaskModel(backbone, "vmt", resolve_tasks("semseg,sal"), img_size=64).eval()
+        model = create_model(backbone, "vmt", resolve_tasks("semseg,sal"), img_size=64).eval()
         with torch.no_grad():
             for p in model.parameters():
                 if p.requires_grad:
@@ -87,7 +87,7 @@ def test_decoder_recompute_keeps_gradients_and_batchnorm_statistics() -> None:
     """In train mode (BatchNorm on batch statistics) with the decoders' fusion recomputed in backward, every
     gradient and every running statistic equals the plain step's: BatchNorm runs once per step either way,
     and the folded taps (no tap norm: VMT hands the decoder factored maps) go through the recompute too."""
-    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.models.factory import create_model
     from vmt_adapter.tasks import resolve_tasks
 
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -95,7 +95,7 @@ def test_decoder_recompute_keeps_gradients_and_batchnorm_statistics() -> None:
         results = []
         for enable in (False, True):
             torch.manual_seed(0)
-            model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,sal"), img_size=64, tap_norm=tap_norm)
+            model = create_model("swin_nano", "vmt", resolve_tasks("semseg,sal"), img_size=64, tap_norm=tap_norm)
             model.train().set_grad_checkpointing(enable)
             assert all(d.grad_checkpointing is enable for d in model.decoders.values())
             sum(o.pow(2).mean() for o in model(x).values()).backward()
@@ -124,7 +124,7 @@ def test_per_level_fusion_is_the_same_function() -> None:
     fusion conv run per level before upsampling equals the public order, in float64 to rounding: outputs and
     every gradient, on plain and on folded (factored) taps. In float32 the two differ only by rounding."""
     from vmt_adapter.errors import ConfigError
-    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.models.factory import create_model
     from vmt_adapter.tasks import resolve_tasks
 
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -132,7 +132,7 @@ def test_per_level_fusion_is_the_same_function() -> None:
         results = []
         for fusion in ("concat", "per_level"):
             torch.manual_seed(0)
-            model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64,
+            model = create_model("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64,
                                    tap_norm=tap_norm, decoder_fusion=fusion, bottleneck=8).double().train()
             with torch.no_grad():
                 for p in model.parameters():
@@ -147,7 +147,7 @@ def test_per_level_fusion_is_the_same_function() -> None:
         assert g0.keys() == g1.keys()
         assert all(torch.allclose(g0[n], g1[n], rtol=1e-9, atol=1e-12) for n in g0), tap_norm
     with pytest.raises(ConfigError, match="the segformer head has one order"):
-        MultiTaskModel("swin_nano", "vmt", resolve_tasks("sal"), img_size=64, decoder="segformer",
+        create_model("swin_nano", "vmt", resolve_tasks("sal"), img_size=64, decoder="segformer",
                        decoder_fusion="per_level")
 
 

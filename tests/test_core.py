@@ -15,6 +15,7 @@ from vmt_adapter.models.adapters import run_stages
 from vmt_adapter.models.adapters.vmt import ParallelMLP
 from vmt_adapter.models.backbones import build_backbone
 from vmt_adapter.models.backbones.swin import SwinFamily
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.models.io import load_adapter, model_from_adapter, save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.tasks import resolve_tasks
@@ -24,7 +25,7 @@ FOUR = "semseg,human_parts,sal,normals"
 
 def nano(method: str = "vmt", tasks: str = FOUR, **kw) -> MultiTaskModel:
     torch.manual_seed(0)
-    return MultiTaskModel("swin_nano", method, resolve_tasks(tasks), img_size=64, **kw)
+    return create_model("swin_nano", method, resolve_tasks(tasks), img_size=64, **kw)
 
 
 def randomise_adapters(model: MultiTaskModel) -> None:

@@ -394,11 +394,11 @@ def test_position_tables_are_decayed_only_when_asked_and_unused_updates_not_at_a
     ``decay_position_tables`` (the public multi-task code); MTLoRA's unused last shared fc2 update is in
     neither, so AdamW's decay cannot move it: with lr 0.1 and decay 0.5 a decayed tensor shrinks by 5 %."""
     from vmt_adapter.engine.optim import param_groups
-    from vmt_adapter.models.multitask import MultiTaskModel
+    from vmt_adapter.models.factory import create_model
     from vmt_adapter.tasks import resolve_tasks
 
     torch.manual_seed(0)
-    model = MultiTaskModel("swin_nano", "mtlora", resolve_tasks("semseg,sal"), img_size=64, last_shared_fc2=True)
+    model = create_model("swin_nano", "mtlora", resolve_tasks("semseg,sal"), img_size=64, last_shared_fc2=True)
     names = {id(p): n for n, p in model.named_parameters()}
     unused = {n for n in names.values() if ".layers.3.blocks.1.base_layer.mlp.fc2.lora." in n}
     assert len(unused) == 2

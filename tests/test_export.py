@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vmt_adapter.cli import main
-from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.reporting.export import check_onnx, export_onnx
 from vmt_adapter.tasks import resolve_tasks
 
@@ -35,7 +35,7 @@ def test_vmt_run_exports_and_matches_pytorch(tmp_path: Path, capsys) -> None:
 
 def test_a_per_task_baseline_exports_with_a_dynamic_batch(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = MultiTaskModel("swin_nano", "lora", resolve_tasks("semseg,normals"), img_size=32, rank=2)
+    model = create_model("swin_nano", "lora", resolve_tasks("semseg,normals"), img_size=32, rank=2)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -53,7 +53,7 @@ def test_export_without_the_extra_names_it(tmp_path: Path, monkeypatch, capsys) 
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
-    model = MultiTaskModel("swin_nano", "decoder-only", resolve_tasks("sal"), img_size=32)
+    model = create_model("swin_nano", "decoder-only", resolve_tasks("sal"), img_size=32)
     from vmt_adapter.reporting.export import MissingExtraError
 
     with pytest.raises(MissingExtraError, match=r"needs onnxscript: pip install 'vmt-adapter\[onnx\]'"):

@@ -15,6 +15,7 @@ from vmt_adapter.models.adapters import METHODS, build_method, run_stages
 from vmt_adapter.models.adapters.lora import SplitLoRALinear
 from vmt_adapter.models.adapters.mtlora import TaskSpecificLoRALinear
 from vmt_adapter.models.backbones import build_backbone
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.models.io import model_from_adapter, save_adapter
 from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.models.taps import FactoredTap
@@ -57,7 +58,7 @@ CASE_IDS = [f"{b}-{v}" for b, _, _, v in CASES]
 
 def nano(method: str, tasks: str = THREE, backbone: str = "swin_nano", **kw) -> MultiTaskModel:
     torch.manual_seed(0)
-    return MultiTaskModel(backbone, method, resolve_tasks(tasks), img_size=64, **kw)
+    return create_model(backbone, method, resolve_tasks(tasks), img_size=64, **kw)
 
 
 def reference_taps(backbone: str, images: torch.Tensor) -> list[torch.Tensor]:
@@ -266,8 +267,8 @@ def test_mtlora_with_merged_taps_matches_the_published_count() -> None:
     """MTLoRA's own layout (task streams through patch merging) gives its published 8.34 M on Swin-T once the
     public code's unused shared update of the last fc2 (768 x 3072 at rank 64) is built too."""
     tasks = resolve_tasks("semseg,human_parts,sal,normals")
-    without = MultiTaskModel("swin_tiny", "mtlora", tasks, taps="merged").parameter_counts()["trainable"]
-    model = MultiTaskModel("swin_tiny", "mtlora", tasks, taps="merged", last_shared_fc2=True)
+    without = create_model("swin_tiny", "mtlora", tasks, taps="merged").parameter_counts()["trainable"]
+    model = create_model("swin_tiny", "mtlora", tasks, taps="merged", last_shared_fc2=True)
     assert model.parameter_counts()["trainable"] == without + 64 * (768 + 3072) == 8_344_634
     assert model.method.has_unused_parameters  # DDP is told (find_unused_parameters)
 
@@ -310,7 +311,7 @@ def test_adapter_file_round_trip(tmp_path, images: torch.Tensor, method: str, hp
     base = tmp_path / "base.pth"
     torch.save(build_backbone("swin_nano", img_size=64).state_dict(), base)
     torch.manual_seed(0)
-    model = MultiTaskModel("swin_nano", method, resolve_tasks(THREE), pretrained=base, img_size=64, **hparams)
+    model = create_model("swin_nano", method, resolve_tasks(THREE), pretrained=base, img_size=64, **hparams)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -342,7 +343,7 @@ def test_every_method_round_trips_through_from_pretrained(tmp_path, backbone: st
     base = tmp_path / "base.pth"
     torch.save(build_backbone(backbone, img_size=32).state_dict(), base)
     torch.manual_seed(0)
-    model = MultiTaskModel(backbone, method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32)
+    model = create_model(backbone, method, resolve_tasks("semseg,sal"), pretrained=base, img_size=32)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -365,7 +366,7 @@ def test_an_adapter_is_bound_to_its_base_weights(tmp_path) -> None:
     base, other = tmp_path / "base.pth", tmp_path / "other.pth"
     torch.save(build_backbone("swin_nano", img_size=32).state_dict(), base)
     torch.save(build_backbone("swin_nano", img_size=32).state_dict(), other)
-    save_adapter(MultiTaskModel("swin_nano", "vmt", resolve_tasks("sal"), pretrained=base, img_size=32), tmp_path)
+    save_adapter(create_model("swin_nano", "vmt", resolve_tasks("sal"), pretrained=base, img_size=32), tmp_path)
     meta = json.loads((tmp_path / "adapter.json").read_text())["base_weights"]
     import hashlib
     assert meta == {"name": str(base), "sha256": hashlib.sha256(base.read_bytes()).hexdigest()}

@@ -15,7 +15,7 @@ from vmt_adapter.data.export import LAYOUTS, export_synth
 from vmt_adapter.models.adapters import METHODS
 from vmt_adapter.models.adapters.base import Method, MethodConfig, register
 from vmt_adapter.models.decoders import DECODERS, MultiScaleDecoder
-from vmt_adapter.models.multitask import MultiTaskModel
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.tasks import TASKS, resolve_tasks
 
 # Raw-to-contract types per task kind (vmt_adapter.tasks): what every dataset item must hold.
@@ -47,7 +47,7 @@ def test_every_registered_decoder_honours_the_contract(name: str, tap_norm: bool
     assert out.shape == (2, 5, 64, 48) and torch.isfinite(out).all()
     out.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
-    model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64, decoder=name,
+    model = create_model("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64, decoder=name,
                            decoder_ratio=1, tap_norm=tap_norm, bottleneck=8)
     outputs = model(torch.randn(2, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {"semseg": (2, 21, 64, 64), "normals": (2, 3, 64, 64)}
@@ -100,7 +100,7 @@ def test_a_method_and_a_decoder_added_through_their_registries_alone(capsys) -> 
 
     DECODERS["toy"] = OneConv
     try:
-        model = MultiTaskModel("swin_nano", "toy", resolve_tasks("sal"), img_size=64, decoder="toy")
+        model = create_model("swin_nano", "toy", resolve_tasks("sal"), img_size=64, decoder="toy")
         assert {n for n, p in model.named_parameters() if p.requires_grad} == {
             "backbone.toy_scale", "decoders.sal.conv.weight", "decoders.sal.conv.bias"}
         assert model(torch.randn(1, 3, 64, 64))["sal"].shape == (1, 1, 64, 64)

@@ -39,8 +39,8 @@ from vmt_adapter.engine.checkpoint import load_checkpoint, save_checkpoint
 from vmt_adapter.engine.losses import MultiTaskLoss
 from vmt_adapter.errors import CheckpointError, ConfigError, DataError, WeightsError
 from vmt_adapter.models.backbones import read_state_dict
+from vmt_adapter.models.factory import create_model
 from vmt_adapter.models.io import load_adapter, model_from_adapter, save_adapter
-from vmt_adapter.models.multitask import MultiTaskModel
 from vmt_adapter.tasks import resolve_tasks
 
 STEPS = 8
@@ -439,7 +439,7 @@ class Files(dict):
 @pytest.fixture(scope="module")
 def adapter(sandbox: Path) -> Files:
     torch.manual_seed(0)
-    model = MultiTaskModel("swin_nano", "vmt", resolve_tasks("semseg,sal"), img_size=64, bottleneck=16)
+    model = create_model("swin_nano", "vmt", resolve_tasks("semseg,sal"), img_size=64, bottleneck=16)
     folder = save_adapter(model, sandbox / "adapter")
     weights = (folder / "adapter.safetensors").read_bytes()
     return Files(model=model, weights=weights, header=8 + int.from_bytes(weights[:8], "little"),

@@ -7,12 +7,16 @@ saved adapter is rebuilt by the same code path that trained it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
 
 from ..errors import ConfigError
 from ..tasks import TaskSpec
-from .adapters import METHODS, MethodConfig, read_config
-from .multitask import MultiTaskModel
+from .adapters import METHODS, MethodConfig, build_method, read_config
+from .backbones import build_backbone, state_digest
+from .multitask import BaseIdentity, DecoderSpec, MultiTaskModel
 
 
 @dataclass
@@ -45,18 +49,36 @@ def method_config(cfg: ModelConfig) -> MethodConfig:
 
 
 def build_model(cfg: ModelConfig, tasks: list[TaskSpec], img_size: int | None = None) -> MultiTaskModel:
-    """The model ``cfg`` describes for ``tasks`` at input size ``img_size`` (None: the variant's default);
-    with ``task_groups``, built for the first group and grown by ``add_tasks`` for each later one."""
+    """The model ``cfg`` describes for ``tasks`` at input size ``img_size`` (None: the variant's default), assembled
+    from its parts here, where every name is resolved; with ``task_groups``, built for the first group and grown
+    by ``add_tasks`` for each later one."""
     names = [t.name for t in tasks]
     groups = cfg.task_groups or [names]
     if [n for g in groups for n in g] != names:
         raise ConfigError(f"model.task_groups {groups} must list the tasks {names} once each, in order")
     by_name = {t.name: t for t in tasks}
-    model = MultiTaskModel(cfg.backbone, cfg.method, [by_name[n] for n in groups[0]], pretrained=cfg.pretrained or None,
-                           img_size=img_size, decoder=cfg.decoder, decoder_ratio=cfg.decoder_ratio, taps=cfg.taps,
-                           tap_norm=cfg.tap_norm, drop_path=cfg.drop_path,
-                           backbone_train_mode=cfg.backbone_train_mode, decoder_fusion=cfg.decoder_fusion,
-                           method_config=method_config(cfg))
+    first = [by_name[n] for n in groups[0]]
+    pretrained = cfg.pretrained or None
+    backbone = build_backbone(cfg.backbone, pretrained=pretrained, img_size=img_size, drop_path=cfg.drop_path)
+    # A random backbone is not saved with an adapter: record the seed it was drawn from (that of the generator,
+    # right after seeding) and a digest of the draw, so that a rebuild can redo and check it.
+    random_init = None if pretrained else {"init_seed": torch.initial_seed(), "init_sha256": state_digest(backbone)}
+    model = MultiTaskModel(backbone, build_method(cfg.method, [t.name for t in first], method_config(cfg)), first,
+                           BaseIdentity(cfg.backbone, pretrained, random_init),
+                           DecoderSpec(cfg.decoder, cfg.decoder_ratio, cfg.tap_norm, cfg.decoder_fusion),
+                           taps=cfg.taps, backbone_train_mode=cfg.backbone_train_mode)
     for group in groups[1:]:
         model.add_tasks([by_name[n] for n in group])
     return model
+
+
+def create_model(backbone: str, method: str, tasks: list[TaskSpec], img_size: int | None = None,
+                 **settings: Any) -> MultiTaskModel:
+    """``build_model`` from keywords: any ``ModelConfig`` field by name (``pretrained``, ``decoder``, ``taps``,
+    ...), every other keyword a field of the method's config (``bottleneck=16``); for scripts and tests."""
+    own = {f.name for f in fields(ModelConfig)} - {"hparams"}
+    if "hparams" in settings:
+        raise ConfigError("create_model: pass the method's fields as keywords, not hparams=")
+    cfg = ModelConfig(backbone=backbone, method=method, **{k: v for k, v in settings.items() if k in own},
+                      hparams={k: v for k, v in settings.items() if k not in own})
+    return build_model(cfg, tasks, img_size)

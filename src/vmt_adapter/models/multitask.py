@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,39 +11,52 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..tasks import TaskSpec
-from .adapters import Method, MethodConfig, build_method
-from .backbones import build_backbone, family_of, state_digest, weights_identity
+from .adapters import Method
+from .backbones import family_of, weights_identity
 from .decoders import build_decoder
 from .taps import task_input
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """How the model builds a task's decoder, now and for tasks added later (``model.decoder*``, ``model.tap_norm``)."""
+
+    name: str = "hrnet"
+    ratio: int = 4  # width multiplier (hrnet: fusion width = ratio x 270)
+    tap_norm: bool = True
+    fusion: str = "concat"  # hrnet: the public order, or "per_level"
+
+
+@dataclass(frozen=True)
+class BaseIdentity:
+    """What the backbone was built from: the variant's name, the weights file (None: a random draw, recorded by
+    the seed it came from and a digest, so that a rebuild can draw it again and prove it did)."""
+
+    backbone: str
+    pretrained: str | Path | None = None
+    random_init: dict | None = None
 
 
 class MultiTaskModel(nn.Module):
     """``forward(images)`` returns ``{task: (B, C_task, H, W)}`` at the input resolution.
 
+    Assembled from built parts (``factory.build_model`` resolves the names): a timm backbone with its weights,
+    a method object holding its config, the tasks, and how to build their decoders. The method is injected
+    here, each task gets a decoder, and everything but the method's trainable set and the decoders is frozen.
     The decoders and the method's trainable set (``Method.is_trainable``) train; unless the method
     fine-tunes the whole backbone (``trains_backbone``) or ``backbone_train_mode`` asks for the public
     code's behaviour, the backbone stays in eval mode (no dropout or drop-path) whatever ``train()`` says.
     """
 
-    def __init__(self, backbone: str, method: str, tasks: list[TaskSpec], pretrained: str | Path | None = None,
-                 img_size: int | None = None, decoder: str = "hrnet", decoder_ratio: int = 4, taps: str = "stage",
-                 tap_norm: bool = True, drop_path: float | None = None, backbone_train_mode: bool = False,
-                 decoder_fusion: str = "concat", method_config: MethodConfig | None = None, **hparams) -> None:
+    def __init__(self, backbone: nn.Module, method: Method, tasks: list[TaskSpec], base: BaseIdentity,
+                 decoders: DecoderSpec = DecoderSpec(), taps: str = "stage", backbone_train_mode: bool = False) -> None:
         super().__init__()
-        self.decoder_fusion = decoder_fusion
-        self.backbone_train_mode = backbone_train_mode
-        self.decoder_name, self.taps, self.tap_norm = decoder, taps, tap_norm
-        self.decoder_ratio = decoder_ratio  # the decoders' width multiplier (hrnet: fusion width x 270)
-        self.backbone_name = backbone
+        self.decoder_spec, self.taps, self.backbone_train_mode = decoders, taps, backbone_train_mode
+        self.base = base
         self.tasks = list(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.task_groups = [list(self.task_names)]  # the tasks trained together; later ones by add_tasks
-        self.backbone = build_backbone(backbone, pretrained=pretrained, img_size=img_size, drop_path=drop_path)
-        self.pretrained = pretrained
-        # A random backbone is not saved with an adapter: record the seed it was drawn from (that of the
-        # generator, right after seeding) and a digest of the draw, so that a rebuild can redo and check it.
-        self.random_init = None if pretrained else {"init_seed": torch.initial_seed(),
-                                                    "init_sha256": state_digest(self.backbone)}
+        self.backbone = backbone
         # The taps never reach the classifier's final norm: dropping it keeps every count (and full
         # fine-tuning's trainable set) to parameters the model uses.
         self.backbone.norm = nn.Identity()
@@ -50,8 +64,7 @@ class MultiTaskModel(nn.Module):
         if taps not in family.tap_layouts:
             raise ConfigError(f"model.taps {taps!r}: a {family.name} backbone offers {', '.join(family.tap_layouts)}")
         self.backbone.tap_layout = taps
-        # The method's config object when the caller has one (build_model), else read from ``hparams``.
-        self.method: Method = build_method(method, self.task_names, method_config, **hparams)
+        self.method = method
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
         self.method.bind(self.backbone)
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
@@ -59,14 +72,31 @@ class MultiTaskModel(nn.Module):
                                  and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
         self._freeze()
 
+    @property
+    def backbone_name(self) -> str:
+        return self.base.backbone
+
+    @property
+    def decoder_name(self) -> str:
+        return self.decoder_spec.name
+
+    @property
+    def decoder_ratio(self) -> int:
+        return self.decoder_spec.ratio
+
+    @property
+    def tap_norm(self) -> bool:
+        return self.decoder_spec.tap_norm
+
     def _decoder(self, task: TaskSpec) -> nn.Module:
-        decoder = build_decoder(self.decoder_name, self.method.tap_channels(self.backbone), task.channels,
-                                self.decoder_ratio, self.tap_norm)
-        if self.decoder_fusion != "concat" and not hasattr(decoder, "fusion"):
-            raise ConfigError(f"model.decoder_fusion {self.decoder_fusion!r}: the {self.decoder_name} head has "
-                              "one order of operations (concat)")
+        spec = self.decoder_spec
+        decoder = build_decoder(spec.name, self.method.tap_channels(self.backbone), task.channels, spec.ratio,
+                                spec.tap_norm)
+        if spec.fusion != "concat" and not hasattr(decoder, "fusion"):
+            raise ConfigError(f"model.decoder_fusion {spec.fusion!r}: the {spec.name} head has one order of "
+                              "operations (concat)")
         if hasattr(decoder, "fusion"):
-            decoder.fusion = self.decoder_fusion
+            decoder.fusion = spec.fusion
         return decoder
 
     def add_tasks(self, tasks: list[TaskSpec]) -> None:
@@ -95,7 +125,7 @@ class MultiTaskModel(nn.Module):
 
         Computed on first use: hashing a large weights file is not needed to build, train or bench a model.
         """
-        return weights_identity(self.pretrained, self.random_init)
+        return weights_identity(self.base.pretrained, self.base.random_init)
 
     @property
     def img_size(self) -> int:
