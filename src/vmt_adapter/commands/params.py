@@ -52,9 +52,9 @@ def config_counts(config: str) -> dict:
     """The model of a run config, its layout, and the published figure where it is a Swin-T PASCAL model."""
     cfg = load_config(config, ["data.root=unused"])  # counting reads no data: a placeholder root
     model = build_model(cfg.model, resolve_tasks(cfg.tasks, dataset_channels(cfg.data.name)))
-    row = {"method": model.method.name, "backbone": model.backbone_name, "tasks": model.task_names,
-           **model.parameter_counts(), "taps": model.taps, "tap_norm": model.tap_norm, "decoder": model.decoder_name,
-           "hparams": model.method.hparams()}
+    row = {"method": model.method.name, "backbone": model.base.backbone, "tasks": model.task_names,
+           **model.parameter_counts(), "taps": model.taps, "tap_norm": model.decoder_spec.tap_norm,
+           "decoder": model.decoder_spec.name, "hparams": model.method.hparams()}
     comparable = row["backbone"] == PUBLISHED_BACKBONE and tuple(row["tasks"]) == PUBLISHED_TASKS
     pub = PUBLISHED_COUNTS.get(row["method"]) if comparable else None
     if pub is None:

@@ -41,7 +41,7 @@ def write_eval(run_dir: Path, model: MultiTaskModel, details: dict[str, dict[str
     result = {
         "name": run_dir.name,
         "method": model.method.name,
-        "backbone": model.backbone_name,
+        "backbone": model.base.backbone,
         "dataset": cfg.data.name,
         "dataset_version": dataset_class(cfg.data.name).VERSION,
         "split": split or cfg.eval.split,

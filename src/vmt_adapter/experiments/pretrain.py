@@ -45,7 +45,7 @@ def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
 
 def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int) -> None:
     """Write the backbone to ``out`` with the run's identity in the safetensors metadata."""
-    meta = {"layout": family_of(model.backbone).layout, "backbone": model.backbone_name,
+    meta = {"layout": family_of(model.backbone).layout, "backbone": model.base.backbone,
             "size": str(cfg.data.size), "dataset_version": VERSION,
             "objective": "dense: " + ", ".join(cfg.tasks), "split": cfg.data.train_split,
             "num": str(cfg.data.num_train), "steps": str(steps), "seed": str(cfg.seed)}

@@ -72,22 +72,6 @@ class MultiTaskModel(nn.Module):
                                  and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
         self._freeze()
 
-    @property
-    def backbone_name(self) -> str:
-        return self.base.backbone
-
-    @property
-    def decoder_name(self) -> str:
-        return self.decoder_spec.name
-
-    @property
-    def decoder_ratio(self) -> int:
-        return self.decoder_spec.ratio
-
-    @property
-    def tap_norm(self) -> bool:
-        return self.decoder_spec.tap_norm
-
     def _decoder(self, task: TaskSpec) -> nn.Module:
         spec = self.decoder_spec
         decoder = build_decoder(spec.name, self.method.tap_channels(self.backbone), task.channels, spec.ratio,
