@@ -82,7 +82,8 @@ def expected_trainable(model: MultiTaskModel, variant: str) -> set[str]:
 def test_registry_holds_every_method() -> None:
     """Every method, the shipped ones in the order tables list them (registration order; the committed benchmark
     files have it), and each with its expected trainable set in this tester."""
-    shipped = ["decoder-only", "vmt", "vmt-lite", "mt-full", "st-full", "bitfit", "adapter", "lora", "vpt-deep", "mtlora"]
+    shipped = ["decoder-only", "vmt", "vmt-lite", "mt-full", "st-full", "bitfit", "adapter", "lora", "vpt-deep",
+               "mtlora"]
     assert [m for m in METHODS if m in shipped] == shipped
     assert set(METHODS) == set(BACKBONE_TRAINS)
     assert {m for m, cls in METHODS.items() if not cls.one_pass} == PER_TASK
