@@ -63,12 +63,11 @@ class MultiTaskModel(nn.Module):
         family = family_of(self.backbone)
         if taps not in family.tap_layouts:
             raise ConfigError(f"model.taps {taps!r}: a {family.name} backbone offers {', '.join(family.tap_layouts)}")
-        self.backbone.tap_layout = taps
         self.method = method
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
-        self.method.bind(self.backbone)
+        self.method.bind(self.backbone, taps)
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
-        self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone)
+        self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone, taps)
                                  and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
         self._freeze()
 
@@ -93,7 +92,7 @@ class MultiTaskModel(nn.Module):
                               f"(the model has {', '.join(self.task_names)})")
         before = {n for n, _ in self.named_parameters()}
         self.method.add_tasks(self.backbone, len(tasks))
-        self.method.bind(self.backbone)
+        self.method.bind(self.backbone, self.taps)
         self.method.task_names += [t.name for t in tasks]
         for t in tasks:
             self.decoders[t.name] = self._decoder(t)

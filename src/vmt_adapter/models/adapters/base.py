@@ -89,10 +89,10 @@ def run_stages(backbone: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
     return family_of(backbone).run(backbone, x)
 
 
-def tap_maps(backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The four NCHW maps of one backbone pass (B, C, H, W), finest first."""
+def tap_maps(backbone: nn.Module, x: torch.Tensor, layout: str = "stage") -> list[torch.Tensor]:
+    """The four NCHW maps of one backbone pass (B, C, H, W) in ``layout``, finest first."""
     family = family_of(backbone)
-    return [family.maps(backbone, s, x.shape[-2:], i) for i, s in enumerate(family.run(backbone, x))]
+    return [family.maps(backbone, s, x.shape[-2:], i, layout) for i, s in enumerate(family.run(backbone, x))]
 
 
 def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -116,10 +116,12 @@ class Method:
         self.task_names = list(task_names)
         self.cfg = self.config_class() if cfg is None else cfg
         self.roles: dict[str, str] = {}  # adapter tensor name -> role, read from the backbone by ``bind``
+        self.layout = "stage"  # what the taps are (``model.taps``; the family's ``tap_layouts``)
 
-    def bind(self, backbone: nn.Module) -> None:
-        """Read the adapter's tensors and their roles from the layers ``inject`` (or ``add_tasks``) put in."""
-        self.roles = adapter_roles(backbone)
+    def bind(self, backbone: nn.Module, layout: str = "stage") -> None:
+        """Read the adapter's tensors and their roles from the layers ``inject`` (or ``add_tasks``) put in, and
+        take the tap layout the model asks for."""
+        self.roles, self.layout = adapter_roles(backbone), layout
 
     @property
     def has_unused_parameters(self) -> bool:
@@ -164,11 +166,11 @@ class Method:
 
     def tap_channels(self, backbone: nn.Module) -> list[int]:
         """Channels of the four maps ``taps`` returns (the family's tap widths)."""
-        return family_of(backbone).tap_channels(backbone)
+        return family_of(backbone).tap_channels(backbone, self.layout)
 
     def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
-        return [m.unsqueeze(0) for m in tap_maps(backbone, x)]
+        return [m.unsqueeze(0) for m in tap_maps(backbone, x, self.layout)]
 
 
 class AdapterLayer(nn.Module):
@@ -231,5 +233,5 @@ class PerTaskMethod(Method):
         return backbone
 
     def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        passes = [tap_maps(self.task_backbone(backbone, t), x) for t in range(len(self.task_names))]
+        passes = [tap_maps(self.task_backbone(backbone, t), x, self.layout) for t in range(len(self.task_names))]
         return [torch.stack(maps) for maps in zip(*passes)]

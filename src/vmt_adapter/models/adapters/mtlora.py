@@ -182,5 +182,5 @@ class MTLoRAMethod(Method):
         for i, _ in enumerate(run_stages(backbone, x)):
             tap = backbone.layers[i].blocks[-1]
             streams, tap.task_streams = tap.task_streams, None  # T, B, H, W, C; don't keep the graph alive
-            out.append(family.maps(backbone, streams, x.shape[-2:], i))
+            out.append(family.maps(backbone, streams, x.shape[-2:], i, self.layout))
         return out

@@ -208,11 +208,11 @@ class VMTMethod(Method):
             if self.fold_taps:
                 u, weights, biases = part
                 code = u.reshape(*main.shape[:-1], u.shape[-1])  # main's layout, k channels
-                maps = [family.maps(backbone, t, x.shape[-2:], level) for t in (main, code)]
+                maps = [family.maps(backbone, t, x.shape[-2:], level, self.layout) for t in (main, code)]
                 out.append(FactoredTap(*maps, weights, biases))
                 continue
             streams = main.unsqueeze(0) + part.view(part.shape[0], *main.shape)  # T, *main's layout
-            out.append(family.maps(backbone, streams, x.shape[-2:], level))
+            out.append(family.maps(backbone, streams, x.shape[-2:], level, self.layout))
         return out
 
 

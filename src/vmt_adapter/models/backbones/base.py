@@ -54,20 +54,21 @@ class BackboneFamily:
         """Run the backbone once, yielding the token stream after each tap block (the family's own layout)."""
         raise NotImplementedError
 
-    def maps(self, model: nn.Module, tokens: torch.Tensor, image_hw: tuple[int, int], level: int) -> torch.Tensor:
-        """Tap ``level``'s tokens, with any leading dims, as NCHW maps ``(..., C, H, W)``; the layout is
-        ``model.tap_layout`` (``TAP_LAYOUTS``), set by ``MultiTaskModel``."""
+    def maps(self, model: nn.Module, tokens: torch.Tensor, image_hw: tuple[int, int], level: int,
+             layout: str = "stage") -> torch.Tensor:
+        """Tap ``level``'s tokens, with any leading dims, as NCHW maps ``(..., C, H, W)`` in ``layout`` (one of
+        ``tap_layouts``: the model's ``model.taps``, which the method holds)."""
         raise NotImplementedError
 
     tap_layouts: tuple[str, ...] = ("stage",)  # "stage": the tap blocks' outputs; others per family
 
-    def factorable(self, model: nn.Module) -> bool:
+    def factorable(self, model: nn.Module, layout: str = "stage") -> bool:
         """Whether ``maps`` only re-lays tokens out (no resampling, no norm), so that a tap's map of a sum is
         the sum of the maps and a low-rank offset can stay factored (``models/taps``)."""
         return False
 
-    def tap_channels(self, model: nn.Module) -> list[int]:
-        """Channels of the four maps ``maps`` returns, finest first."""
+    def tap_channels(self, model: nn.Module, layout: str = "stage") -> list[int]:
+        """Channels of the four maps ``maps`` returns in ``layout``, finest first."""
         raise NotImplementedError
 
     def no_weight_decay(self, model: nn.Module) -> set[str]:

@@ -64,25 +64,21 @@ class SwinFamily(BackboneFamily):
 
     tap_layouts = ("stage", "merged")
 
-    def factorable(self, model: SwinTransformer) -> bool:
-        return not _merged(model)  # merged taps pass a LayerNorm
+    def factorable(self, model: SwinTransformer, layout: str = "stage") -> bool:
+        return layout != "merged"  # merged taps pass a LayerNorm
 
     def maps(self, model: SwinTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
-             level: int) -> torch.Tensor:
-        if _merged(model) and level + 1 < len(model.layers):
+             level: int, layout: str = "stage") -> torch.Tensor:
+        if layout == "merged" and level + 1 < len(model.layers):
             lead = tokens.shape[:-3]  # every stream (task, batch) through the same frozen merging
             merged = model.layers[level + 1].downsample(tokens.reshape(-1, *tokens.shape[-3:]))
             tokens = merged.reshape(*lead, *merged.shape[1:])
         return tokens.movedim(-1, -3)  # (..., H, W, C) -> (..., C, H, W)
 
-    def tap_channels(self, model: SwinTransformer) -> list[int]:
+    def tap_channels(self, model: SwinTransformer, layout: str = "stage") -> list[int]:
         chans = [info["num_chs"] for info in model.feature_info]
-        return chans[1:] + chans[-1:] if _merged(model) else chans
+        return chans[1:] + chans[-1:] if layout == "merged" else chans
 
     def no_weight_decay(self, model: SwinTransformer) -> set[str]:
         return set(model.no_weight_decay())  # the relative-position tables, wherever they sit
 
-
-def _merged(model: SwinTransformer) -> bool:
-    """Whether the taps are read after the next patch merging (``model.tap_layout``, set by ``MultiTaskModel``)."""
-    return getattr(model, "tap_layout", "stage") == "merged"

@@ -61,7 +61,7 @@ class ViTFamily(BackboneFamily):
             yield x
 
     def maps(self, model: VisionTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
-             level: int) -> torch.Tensor:
+             level: int, layout: str = "stage") -> torch.Tensor:
         h, w = model.patch_embed.dynamic_feat_size(tuple(image_hw))
         lead = tokens.shape[:-2]
         grid = tokens[..., model.num_prefix_tokens:, :].reshape(-1, h, w, tokens.shape[-1]).permute(0, 3, 1, 2)
@@ -72,7 +72,7 @@ class ViTFamily(BackboneFamily):
             grid = F.max_pool2d(grid, 2, ceil_mode=True)
         return grid.reshape(*lead, *grid.shape[1:])
 
-    def tap_channels(self, model: VisionTransformer) -> list[int]:
+    def tap_channels(self, model: VisionTransformer, layout: str = "stage") -> list[int]:
         return [model.embed_dim] * 4
 
     def no_weight_decay(self, model: VisionTransformer) -> set[str]:
