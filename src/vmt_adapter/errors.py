@@ -35,11 +35,10 @@ class WriteError(VMTError, OSError):
 def out_of_memory(exc: BaseException) -> str | None:
     """One line for an allocation that failed (sizes within the allowed ranges can still exceed a machine's
     memory), or None when ``exc`` is something else."""
-    if not isinstance(exc, (MemoryError, RuntimeError)) or (
-            isinstance(exc, RuntimeError) and not _OOM.search(str(exc))):
+    text = str(exc)
+    if not isinstance(exc, MemoryError) and not (isinstance(exc, RuntimeError) and _OOM.search(text)):
         return None
-    size = _BYTES.search(str(exc))
-    asked = (f"{int(size.group(1)) / 2**30:,.1f} GiB" if size else
-             next(iter(m.group(1) for m in [_CUDA_SIZE.search(str(exc))] if m), "more than is free"))
+    size, cuda = _BYTES.search(text), _CUDA_SIZE.search(text)
+    asked = f"{int(size.group(1)) / 2**30:,.1f} GiB" if size else cuda.group(1) if cuda else "more than is free"
     return (f"out of memory (an allocation of {asked} failed): lower the batch size, data.size or --size, or "
             "model.decoder_ratio; on a GPU, train.grad_checkpointing saves activation memory")

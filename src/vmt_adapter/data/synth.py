@@ -872,8 +872,8 @@ class SynthScenes(torch.utils.data.Dataset):
         files instead of ray casting in its loop; returns how many were rendered (0 without a cache)."""
         if self.cache_dir is None:
             return 0
-        missing = [index for index in SPLITS[self.split][:self.num] if not self._cache_path(index).is_file()]
-        jobs = [(self.seed, index, self.size, self._cache_path(index)) for index in missing]
+        jobs = [(self.seed, index, self.size, path) for index in SPLITS[self.split][:self.num]
+                if not (path := self._cache_path(index)).is_file()]
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(workers) as pool:
                 for done, _ in enumerate(pool.map(_render_job, jobs, chunksize=16), 1):

@@ -17,6 +17,7 @@ import yaml
 
 from ..data import DATASETS, dataset_class
 from ..data.pascal import check_tasks
+from ..data.transforms import EMPTIED, PADS
 from ..device import PRECISIONS, pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
@@ -213,8 +214,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("train.betas", len(cfg.train.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1
                                                           for b in cfg.train.betas), "two numbers in [0, 1)"),
         ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
-        ("data.pad", cfg.data.pad in ("ignore", "zero"), "ignore or zero"),
-        ("data.emptied", cfg.data.emptied in ("keep", "ignore"), "keep or ignore"),
+        ("data.pad", cfg.data.pad in PADS, " or ".join(PADS)),
+        ("data.emptied", cfg.data.emptied in EMPTIED, " or ".join(EMPTIED)),
         ("model.decoder_fusion", cfg.model.decoder_fusion in FUSIONS, " or ".join(FUSIONS)),
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),

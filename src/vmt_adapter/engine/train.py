@@ -100,7 +100,7 @@ class NonFiniteLossError(VMTError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def prepare(data, workers: int, progress: bool) -> None:
+def render_ahead(data, workers: int, progress: bool) -> None:
     """Render a synthetic dataset's missing cache files before the loop, in the loader's worker count of
     processes or else one per core this process may use (at most 8), with a progress bar."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -209,7 +209,7 @@ class Trainer:
             raise CheckpointError(f"--resume: the checkpoint was written by {world} process(es), this is "
                                   f"{self.info.world_size}; the global batch would change")
         params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        why = state_mismatch(state["model"], self.weights())
+        why = state_mismatch(state["model"], self.model.trainable_state_dict())  # what checkpoints hold
         if why:
             raise CheckpointError(f"--resume: the checkpoint's tensors do not fit this model: {why}")
         with torch.no_grad():
@@ -290,7 +290,7 @@ class Trainer:
                              seed=c.seed, num=c.data.num_train or None, cache_dir=c.data.cache_dir, pad=c.data.pad,
                              emptied=c.data.emptied)
         if self.info.is_main and hasattr(data, "prepare"):  # SynthScenes: render into the cache before the loop
-            prepare(data, c.data.workers, self.progress)
+            render_ahead(data, c.data.workers, self.progress)
         ddp.barrier(self.info)
         if dataset_class(c.data.name).NEEDS_ROOT:  # its evaluation split must exist before hours of training
             build_dataset(c.data.name, c.data.root, c.eval.split, c.tasks, c.data.size, train=False, num=1)

@@ -31,7 +31,6 @@ def _max_rss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-
 def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolated: bool,
             status: str | None = None) -> dict:
     """Train one method and write its ``RECORD``; a ``VMTError`` (e.g. a non-finite loss) is recorded, not raised."""
@@ -60,7 +59,6 @@ def measure(cfg: RunConfig, run_dir: Path, resume: bool, progress: bool, isolate
     return record
 
 
-
 def _check_same_config(cfg: RunConfig, run_dir: Path) -> None:
     """A finished run is reused only if it had this very config: the table's premise is one budget."""
     saved, now = flatten_config(load_config(run_dir / "config.yaml").to_dict()), flatten_config(cfg.to_dict())
@@ -68,7 +66,6 @@ def _check_same_config(cfg: RunConfig, run_dir: Path) -> None:
     if diffs:
         raise ConfigError(f"{run_dir} was trained with a different config ({', '.join(diffs)}); "
                           "use another --out or the same settings")
-
 
 
 def _start_child(run_dir: Path, resume: bool, progress: bool, threads: int | None,
@@ -80,14 +77,12 @@ def _start_child(run_dir: Path, resume: bool, progress: bool, threads: int | Non
     return subprocess.Popen(cmd, env=env)
 
 
-
 def _finish_child(run_dir: Path, proc: subprocess.Popen) -> None:
     code = proc.wait()
     if code == 130:
         raise KeyboardInterrupt
     if code and not (run_dir / RECORD).exists():  # killed, or crashed outside VMTError
         (run_dir / RECORD).write_text(json.dumps({"error": f"training process exited with code {code}"}))
-
 
 
 def _first_done(running: Sequence[tuple[Path, subprocess.Popen]]) -> int:
@@ -97,7 +92,6 @@ def _first_done(running: Sequence[tuple[Path, subprocess.Popen]]) -> int:
             if proc.poll() is not None:
                 return i
         time.sleep(0.5)
-
 
 
 def _prepare(cfg: RunConfig, run_dir: Path, tag: str) -> bool | None:
@@ -112,7 +106,6 @@ def _prepare(cfg: RunConfig, run_dir: Path, tag: str) -> bool | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RECORD).unlink(missing_ok=True)
     return resume
-
 
 
 def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, progress: bool, jobs: int = 1) -> None:
@@ -147,7 +140,6 @@ def train_runs(runs: Sequence[tuple[RunConfig, Path, str]], isolated: bool, prog
         for _, proc in running:
             proc.wait()  # the children got the signal too; let them save their checkpoints
         raise
-
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

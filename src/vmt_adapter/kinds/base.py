@@ -292,10 +292,13 @@ def warp(chw: Tensor, grid: Tensor | None, mode: str) -> Tensor:
     return F.grid_sample(chw[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
 
 
-def resample_labels(value: np.ndarray, grid: Tensor | None, pad: str) -> Tensor:
-    """An integer label map, nearest: outside the source 255 (``pad="ignore"``) or 0 (``"zero"``)."""
-    # Shift by one so that zero padding marks outside pixels, then map them to ignore.
-    shifted = warp(torch.from_numpy(value.astype(np.float32) + 1.0)[None], grid, "nearest")[0]
-    outside = 0.0 if pad == "zero" else float(IGNORE_INDEX)
-    return torch.where(shifted == 0, outside, shifted - 1.0).round().long()
+class LabelMapKind(TaskKind):
+    """A kind whose targets are integer label maps with 255 ignore (classes, binary, edge): resampled nearest,
+    outside the source 255 (``pad="ignore"``) or 0 (``"zero"``)."""
+
+    def resample(self, value: np.ndarray, geometry: Geometry, grid: Tensor | None, pad: str) -> Tensor:
+        # Shift by one so that zero padding marks outside pixels, then map them to ignore.
+        shifted = warp(torch.from_numpy(value.astype(np.float32) + 1.0)[None], grid, "nearest")[0]
+        outside = 0.0 if pad == "zero" else float(IGNORE_INDEX)
+        return torch.where(shifted == 0, outside, shifted - 1.0).round().long()
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..tasks import IGNORE_INDEX, TaskSpec
-from .base import IGNORE_COLOUR, Meter, TaskKind, fill, grey, mean, register_kind, resample_labels, weighted_bce_sum
+from .base import IGNORE_COLOUR, LabelMapKind, Meter, fill, grey, mean, register_kind, weighted_bce_sum
 
 # float32 like the probabilities they are compared with, rounded from the float64 grid (as the reference).
 SALIENCY_THRESHOLDS = torch.linspace(0.2, 0.9, 15, dtype=torch.float64).float()
@@ -57,12 +57,9 @@ class SaliencyMeter(Meter):
         return {"mIoU": 100 * float(iou.max()), "maxF": 100 * float(f.max())}
 
 
-class Binary(TaskKind):
+class Binary(LabelMapKind):
     name = "binary"
     caption = "probability: black 0 .. white 1"
-
-    def resample(self, value, geometry, grid, pad):
-        return resample_labels(value, grid, pad)
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Batch-balanced BCE: positives weigh the fraction of negative valid pixels, negatives the rest."""
@@ -89,15 +86,12 @@ class Binary(TaskKind):
         return grey(decoded)
 
     def truth_picture(self, target: Tensor) -> np.ndarray:
-        """The same grey scale as ``picture``, ignore (255) in the ignore colour."""
-        t = target.numpy()
-        rgb = grey((t == 1).astype(np.float64))
-        rgb[t == IGNORE_INDEX] = IGNORE_COLOUR
-        return rgb
+        return self.raw_picture(target.numpy())
 
     def raw_picture(self, array: np.ndarray) -> np.ndarray:
-        rgb = np.repeat((array == 1)[..., None] * np.uint8(255), 3, axis=-1)
-        rgb[array == 255] = IGNORE_COLOUR
+        """Positives white and negatives black (``picture``'s grey scale), ignore (255) in the ignore colour."""
+        rgb = grey((array == 1).astype(np.float64))
+        rgb[array == IGNORE_INDEX] = IGNORE_COLOUR
         return rgb
 
 

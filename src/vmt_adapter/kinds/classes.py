@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..tasks import IGNORE_INDEX, TaskSpec
-from .base import Meter, TaskKind, fill, label_colours, masked_sum, mean, ratio, register_kind, resample_labels
+from .base import LabelMapKind, Meter, fill, label_colours, masked_sum, mean, ratio, register_kind
 
 
 def class_iou_key(index: int) -> str:
@@ -61,11 +61,8 @@ class ClassesMeter(Meter):
         }
 
 
-class Classes(TaskKind):
+class Classes(LabelMapKind):
     name, class_ids = "classes", True
-
-    def resample(self, value, geometry, grid, pad):
-        return resample_labels(value, grid, pad)
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
         """Cross-entropy over pixels whose label is not 255."""

@@ -125,8 +125,9 @@ class Method:
 
     @property
     def has_unused_parameters(self) -> bool:
-        """Whether some trainable parameter never receives a gradient (DDP must then be told)."""
-        return False
+        """Whether some trainable parameter never receives a gradient (DDP must then be told): an adapter
+        layer declared part of itself ``unused``."""
+        return "unused" in self.roles.values()
 
     def is_unused(self, name: str) -> bool:
         """Whether the trainable backbone parameter ``name`` is built (and counted) but nothing reads its

@@ -138,10 +138,6 @@ class MTLoRAMethod(Method):
     config_class = MTLoRAConfig
 
     @property
-    def has_unused_parameters(self) -> bool:
-        return self.cfg.last_shared_fc2
-
-    @property
     def extras(self) -> list[re.Pattern]:
         return [EXTRAS[g] for g in self.cfg.also_train.split(",") if g]
 
