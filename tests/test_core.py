@@ -66,30 +66,36 @@ def test_zero_init_equals_frozen_backbone(method: str, images: torch.Tensor) -> 
 
 
 def test_tap_streams_follow_the_equations(images: torch.Tensor) -> None:
-    """Batched task streams at a tap equal the per-task equations evaluated one task at a time."""
+    """Batched task streams at a tap equal the per-task equations evaluated one task at a time, and the tap maps
+    are the shared stream plus them."""
     model = nano()
     randomise_adapters(model)
-    tap: ParallelMLP = model.backbone.layers[1].blocks[-1].mlp
+    block = model.backbone.layers[1].blocks[-1]
+    tap: ParallelMLP = block.mlp
     seen = {}
-    tap.register_forward_hook(lambda mod, inp, out: seen.update(z=inp[0], out=out, off=mod.task_part))
+    block.norm2.register_forward_hook(lambda mod, inp, out: seen.update(z=out))  # the MLP's input at the tap
     with torch.no_grad():
-        model.method.taps(model.backbone, images)
+        maps = model.method.taps(model.backbone, images)[1]
+        shared = list(run_stages(model.backbone, images))[1]
+        out, factors = tap.tapped(seen["z"])
         a = tap.adapter
         z, s = seen["z"], a.scale
         u = a.act(a.down(z))
         o = [(u * a.gamma[t] + a.beta[t]) @ a.up_weight.t() + a.up_bias for t in range(4)]
         o_mean = sum(o) / 4
-        torch.testing.assert_close(seen["out"], tap.base_layer(z) + s * o_mean)
+        torch.testing.assert_close(out, tap.base_layer(z) + s * o_mean)
+        offsets = factors.offsets()
         for t in range(4):
-            torch.testing.assert_close(seen["off"][t], s * (o[t] - o_mean), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(offsets[t], s * (o[t] - o_mean), atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(maps[t], (shared + offsets[t].view(shared.shape)).permute(0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("tasks", ["sal", FOUR])
 def test_one_backbone_pass_whatever_t(tasks: str, images: torch.Tensor) -> None:
     model = nano("vmt", tasks)
     calls: dict[str, int] = {}
-    for name, module in model.backbone.named_modules():
-        if name.count(".") == 3 and ".blocks." in name or name == "patch_embed":
+    for name, module in model.backbone.named_modules():  # a block counted at its first norm (taps run by parts)
+        if name.count(".") == 4 and name.endswith(".norm1") or name == "patch_embed":
             module.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
     model(images)
     assert len(calls) == 1 + 8  # patch embedding and the 8 blocks of swin_nano

@@ -14,7 +14,9 @@ from vmt_adapter.data import DATASETS, build_dataset
 from vmt_adapter.data.export import LAYOUTS, export_synth
 from vmt_adapter.models.adapters import METHODS
 from vmt_adapter.models.adapters.base import Method, MethodConfig, register
-from vmt_adapter.models.decoders import DECODERS, MultiScaleDecoder
+from vmt_adapter.models.backbones import FAMILIES, build_backbone
+from vmt_adapter.models.backbones.base import Tapped
+from vmt_adapter.models.decoders import DECODERS, Decoder, MultiScaleDecoder
 from vmt_adapter.models.factory import create_model
 from vmt_adapter.tasks import TASKS, resolve_tasks
 
@@ -23,7 +25,7 @@ CONTRACT = {"classes": (torch.int64, 2), "binary": (torch.int64, 2), "edge": (to
             "normals": (torch.float32, 3), "depth": (torch.float32, 3)}
 
 
-class OneConv(torch.nn.Module):
+class OneConv(Decoder):
     """A toy decoder: one 1x1 conv on the finest tap, upsampled (registered by the tests below)."""
 
     def __init__(self, in_channels, out_channels, ratio, tap_norm) -> None:
@@ -42,9 +44,14 @@ def test_every_registered_decoder_honours_the_contract(name: str, tap_norm: bool
     torch.manual_seed(0)
     widths = [8, 16, 32, 64]
     head = DECODERS[name](widths, 5, 1, tap_norm)
+    assert isinstance(head, Decoder) and head.fusion == head.FUSIONS[0] and head.accepts_factored in (True, False)
     taps = [torch.randn(2, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate(widths)]
     out = head(taps, (64, 48))
     assert out.shape == (2, 5, 64, 48) and torch.isfinite(out).all()
+    for fusion in head.FUSIONS[1:]:  # another order of operations: the same function
+        head.fusion = fusion
+        torch.testing.assert_close(head(taps, (64, 48)), out, rtol=1e-4, atol=1e-5)
+        head.fusion = head.FUSIONS[0]
     out.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
     model = create_model("swin_nano", "vmt", resolve_tasks("semseg,normals"), img_size=64, decoder=name,
@@ -52,6 +59,31 @@ def test_every_registered_decoder_honours_the_contract(name: str, tap_norm: bool
     outputs = model(torch.randn(2, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in outputs.items()} == {"semseg": (2, 21, 64, 64), "normals": (2, 3, 64, 64)}
     sum(v.mean() for v in outputs.values()).backward()
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_backbone_family_honours_the_contract(family) -> None:
+    """``run`` yields one ``Tapped`` per stage, the last one's stream timm's own features (before its final norm);
+    ``tap_forward`` with the block's own MLP is the block's forward, bit for bit; ``maps`` gives the declared
+    channels at strides 4 to 32."""
+    torch.manual_seed(0)
+    variant = min(family.variants, key=lambda v: build_backbone(v, img_size=64).num_features)
+    model = build_backbone(variant, img_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        outs = list(family.run(model, x))
+        stages = family.stages(model)
+        assert len(outs) == len(stages) == len(family.tap_channels(model))
+        assert all(isinstance(o, Tapped) and o.extra is None for o in outs)
+        torch.testing.assert_close(model.norm(outs[-1].main), model.forward_features(x))
+        for stage, out in zip(stages, outs):
+            block = stage[-1]
+            tokens = torch.randn_like(out.main)
+            tapped = family.tap_forward(block, tokens, lambda z, block=block: (block.mlp(z), "extra"))
+            assert tapped.extra == "extra" and torch.equal(tapped.main, block(tokens))
+        maps = [family.maps(model, o.main, x.shape[-2:], i) for i, o in enumerate(outs)]
+        assert [m.shape[1] for m in maps] == family.tap_channels(model)
+        assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]  # strides 4 to 32 at 64 px
 
 
 @pytest.mark.parametrize("name", list(DATASETS))

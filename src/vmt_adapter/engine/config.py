@@ -21,7 +21,7 @@ from ..data.transforms import EMPTIED, PADS
 from ..device import PRECISIONS, pick_device
 from ..errors import ConfigError
 from ..fileio import atomic_write
-from ..models.decoders.hrnet import FUSIONS
+from ..models.decoders import DECODERS, Decoder
 from ..models.factory import ModelConfig, method_config
 from ..tasks import parse_task_names
 from ..typed import build
@@ -188,6 +188,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     if not all(isinstance(t, str) for t in (cfg.tasks if isinstance(cfg.tasks, list) else [cfg.tasks])):
         raise ConfigError(f"config key 'tasks' must be a list of task names, got {cfg.tasks!r}")
     cfg.tasks = parse_task_names(cfg.tasks)
+    fusions = DECODERS.get(cfg.model.decoder, Decoder).FUSIONS  # an unknown head is refused when it is built
     checks = [
         ("data.name", cfg.data.name in DATASETS, f"one of {', '.join(DATASETS)}"),
         ("data.size", cfg.data.size >= 32, "at least 32"),
@@ -216,7 +217,8 @@ def validate(cfg: RunConfig) -> RunConfig:
         ("data.workers", cfg.data.workers >= 0, "non-negative (0 = load in the training process)"),
         ("data.pad", cfg.data.pad in PADS, " or ".join(PADS)),
         ("data.emptied", cfg.data.emptied in EMPTIED, " or ".join(EMPTIED)),
-        ("model.decoder_fusion", cfg.model.decoder_fusion in FUSIONS, " or ".join(FUSIONS)),
+        ("model.decoder_fusion", cfg.model.decoder_fusion in fusions,
+         f"{' or '.join(fusions)} (the {cfg.model.decoder} head)"),
         ("seed", 0 <= cfg.seed < 2**32, "in 0..2**32 - 1"),
         ("model.decoder_ratio", cfg.model.decoder_ratio <= 64, "at most 64"),
         ("tasks", all(isinstance(t, str) for t in cfg.tasks), "a list of task names"),

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 from ..tasks import TaskSpec
 from .adapters import Method
 from .backbones import family_of, weights_identity
-from .decoders import build_decoder
+from .decoders import Decoder, build_decoder
 from .taps import task_input
 
 
@@ -68,18 +68,18 @@ class MultiTaskModel(nn.Module):
         self.method.bind(self.backbone, taps)
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
         self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone, taps)
-                                 and all(getattr(d, "accepts_factored", False) for d in self.decoders.values()))
+                                 and all(d.accepts_factored for d in self.decoders.values()))
         self._freeze()
 
-    def _decoder(self, task: TaskSpec) -> nn.Module:
+    def _decoder(self, task: TaskSpec) -> Decoder:
         spec = self.decoder_spec
         decoder = build_decoder(spec.name, self.method.tap_channels(self.backbone), task.channels, spec.ratio,
                                 spec.tap_norm)
-        if spec.fusion != "concat" and not hasattr(decoder, "fusion"):
-            raise ConfigError(f"model.decoder_fusion {spec.fusion!r}: the {spec.name} head has one order of "
-                              "operations (concat)")
-        if hasattr(decoder, "fusion"):
-            decoder.fusion = spec.fusion
+        if spec.fusion not in decoder.FUSIONS:
+            raise ConfigError(f"model.decoder_fusion {spec.fusion!r}: the {spec.name} head offers "
+                              f"{', '.join(decoder.FUSIONS)}")
+        decoder.fusion = spec.fusion
+        decoder.grad_checkpointing = self.method.recompute
         return decoder
 
     def add_tasks(self, tasks: list[TaskSpec]) -> None:
@@ -124,10 +124,9 @@ class MultiTaskModel(nn.Module):
         if enable and not self.method.one_pass:
             raise ConfigError(f"train.grad_checkpointing works with one-pass methods only; {self.method.name!r} "
                               "runs the backbone once per task with that task's parameters")
-        self.backbone.grad_checkpointing = enable
+        self.method.recompute = enable
         for decoder in self.decoders.values():
-            if hasattr(decoder, "grad_checkpointing"):
-                decoder.grad_checkpointing = enable
+            decoder.grad_checkpointing = enable
 
     def no_weight_decay(self, family: bool = True) -> set[str]:
         """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's

@@ -25,6 +25,7 @@ from torch import nn
 from ...errors import ConfigError
 from ...typed import build
 from ..backbones import family_of
+from ..backbones.base import Tapped, TapRunner, run_tap
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}  # the adapters' non-linearities
 MAX_HPARAM = 65536  # widths, ranks and token counts above this cannot fit any backbone here
@@ -85,14 +86,8 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def run_stages(backbone: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
-    """Run the backbone once, yielding the token stream after each tap block (the family's layout)."""
-    return family_of(backbone).run(backbone, x)
-
-
-def tap_maps(backbone: nn.Module, x: torch.Tensor, layout: str = "stage") -> list[torch.Tensor]:
-    """The four NCHW maps of one backbone pass (B, C, H, W) in ``layout``, finest first."""
-    family = family_of(backbone)
-    return [family.maps(backbone, s, x.shape[-2:], i, layout) for i, s in enumerate(family.run(backbone, x))]
+    """Run the backbone once, yielding the stream that runs on after each tap block (the family's layout)."""
+    return (out.main for out in family_of(backbone).run(backbone, x))
 
 
 def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -117,6 +112,7 @@ class Method:
         self.cfg = self.config_class() if cfg is None else cfg
         self.roles: dict[str, str] = {}  # adapter tensor name -> role, read from the backbone by ``bind``
         self.layout = "stage"  # what the taps are (``model.taps``; the family's ``tap_layouts``)
+        self.recompute = False  # recompute the non-tap blocks in backward (``MultiTaskModel.set_grad_checkpointing``)
 
     def bind(self, backbone: nn.Module, layout: str = "stage") -> None:
         """Read the adapter's tensors and their roles from the layers ``inject`` (or ``add_tasks``) put in, and
@@ -169,9 +165,21 @@ class Method:
         """Channels of the four maps ``taps`` returns (the family's tap widths)."""
         return family_of(backbone).tap_channels(backbone, self.layout)
 
+    def run(self, backbone: nn.Module, x: torch.Tensor, tap: TapRunner = run_tap) -> Iterator[Tapped]:
+        """One backbone pass as the model set it up (``recompute``), yielding what each tap gives."""
+        return family_of(backbone).run(backbone, x, tap, self.recompute)
+
+    def maps(self, backbone: nn.Module, tokens: torch.Tensor, x: torch.Tensor, level: int) -> torch.Tensor:
+        """Tap ``level``'s tokens (any leading dims) as NCHW maps in the model's tap layout."""
+        return family_of(backbone).maps(backbone, tokens, x.shape[-2:], level, self.layout)
+
+    def stage_maps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four NCHW maps of one backbone pass (B, C, H, W), finest first."""
+        return [self.maps(backbone, out.main, x, i) for i, out in enumerate(self.run(backbone, x))]
+
     def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         """Four maps, each (T or 1, B, C, H, W); a leading 1 means one map shared by every task."""
-        return [m.unsqueeze(0) for m in tap_maps(backbone, x, self.layout)]
+        return [m.unsqueeze(0) for m in self.stage_maps(backbone, x)]
 
 
 class AdapterLayer(nn.Module):
@@ -234,5 +242,5 @@ class PerTaskMethod(Method):
         return backbone
 
     def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-        passes = [tap_maps(self.task_backbone(backbone, t), x, self.layout) for t in range(len(self.task_names))]
+        passes = [self.stage_maps(self.task_backbone(backbone, t), x) for t in range(len(self.task_names))]
         return [torch.stack(maps) for maps in zip(*passes)]

@@ -48,7 +48,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of, require_family
-from .base import NORM_PARAMS, AdapterLayer, Method, MethodConfig, check_positive, register, run_stages
+from ..backbones.base import Tapped
+from .base import NORM_PARAMS, AdapterLayer, Method, MethodConfig, check_positive, register
 from .lora import LoRALinear, LowRank, lora_dropout
 
 EXTRAS = {  # the public code's name filters, on timm's parameter names
@@ -90,24 +91,22 @@ class TaskSpecificLoRALinear(AdapterLayer):
 
 
 class MTLoRATapBlock(nn.Module):
-    """The last block of a stage: returns the shared stream and leaves the T task streams
-    (T, B, H, W, C) in ``task_streams`` for ``taps`` to collect. Uses timm's block parts, ``_attn`` included."""
+    """The last block of a stage: returns the shared stream, which runs on, with the T task streams
+    (T, B, H, W, C) as the tap's value. Uses timm's block parts, ``_attn`` included."""
 
     def __init__(self, base_layer: SwinTransformerBlock, num_tasks: int) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.num_tasks = num_tasks
-        self.task_streams: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Tapped:
         blk = self.base_layer
         B, H, W, C = x.shape
         n = 1 + self.num_tasks
         a = x + blk.drop_path1(blk._attn(blk.norm1(x)).reshape(n, B, H, W, C))  # proj emits 1 + T streams
         a = a.reshape(n, B, H * W, C)
         out = (a + blk.drop_path2(blk.mlp(blk.norm2(a)))).reshape(n, B, H, W, C)  # fc1, fc2 map the stack
-        self.task_streams = out[1:]
-        return out[0]
+        return Tapped(out[0], out[1:])
 
 
 @dataclass
@@ -174,9 +173,4 @@ class MTLoRAMethod(Method):
         return any(p.search(name) for p in self.extras)
 
     def taps(self, backbone: SwinTransformer, x: torch.Tensor) -> list[torch.Tensor]:
-        family, out = family_of(backbone), []
-        for i, _ in enumerate(run_stages(backbone, x)):
-            tap = backbone.layers[i].blocks[-1]
-            streams, tap.task_streams = tap.task_streams, None  # T, B, H, W, C; don't keep the graph alive
-            out.append(family.maps(backbone, streams, x.shape[-2:], i, self.layout))
-        return out
+        return [self.maps(backbone, out.extra, x, i) for i, out in enumerate(self.run(backbone, x))]

@@ -54,6 +54,7 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..backbones import family_of
+from ..backbones.base import Tapped
 from ..taps import FactoredTap, Tap
 from .base import ACTIVATIONS, AdapterLayer, Method, MethodConfig, adapted_blocks, check_positive, register
 
@@ -123,55 +124,64 @@ class VMTAdapter(AdapterLayer):
             self.added_gamma.append(nn.Parameter(self.main_gamma.expand(count, -1).clone()))
             self.added_beta.append(nn.Parameter(self.main_beta.expand(count, -1).clone()))
 
-    def forward(self, z: torch.Tensor, tasks: str | None) -> tuple[torch.Tensor, TaskPart]:
-        """Return ``s * mean_t(o_t)`` (B, N, d) and the task part ``tasks`` asks for: None; ``"offsets"``, the
-        task offsets (T, B, N, d); or ``"factors"``, the code u (B, N, k) with the T tasks' (d, k) weights and
-        (d,) biases, offset_t = W_t u + b_t, for decoders that fold W_t into their first conv (``models/taps``).
-
-        Scale, task vectors and biases are folded into the (d, k) weight and the bias (see the
-        module doc), so the activations see one matmul for the main stream and one for all tasks.
-        """
-        u = self.act(self.down(z))  # B, N, k
+    def _main(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``s * mean_t(o_t)`` (B, N, d) from the code u in one matmul (scale, mean task vectors and biases folded
+        into the (d, k) weight and the bias, see the module doc), with the scaled weight and the mean vectors."""
         w = self.scale * self.up_weight  # d, k
         if self.main_gamma is None:
             g_mean, b_mean = self.gamma.mean(0), self.beta.mean(0)
         else:
             g_mean, b_mean = self.main_gamma, self.main_beta
-        main = F.linear(u, w * g_mean, self.scale * self.up_bias + w @ b_mean)
-        if tasks is None:
-            return main, None
+        return F.linear(u, w * g_mean, self.scale * self.up_bias + w @ b_mean), w, g_mean, b_mean
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The main stream's adapter output ``s * mean_t(o_t)`` (B, N, d), for every block but a tap."""
+        return self._main(self.act(self.down(z)))[0]
+
+    def tap(self, z: torch.Tensor) -> tuple[torch.Tensor, TaskFactors]:
+        """At a tap: the main stream's output and the T tasks' offsets from it, kept factored (``TaskFactors``)."""
+        u = self.act(self.down(z))  # B, N, k
+        main, w, g_mean, b_mean = self._main(u)
         # One group per addition, each its own product, so that adding tasks leaves the old ones' bits alone.
         groups = [(self.gamma, self.beta), *zip(self.added_gamma, self.added_beta)]
-        factors = [(w * (g - g_mean)[:, None, :], (b - b_mean) @ w.t()) for g, b in groups]  # (T_g, d, k), (T_g, d)
-        if tasks == "factors":
-            return main, (u, torch.cat([f[0] for f in factors]), torch.cat([f[1] for f in factors]))
-        offsets = [F.linear(u, wt.flatten(0, 1), bt.flatten()).unflatten(-1, wt.shape[:2]).movedim(-2, 0)
-                   for wt, bt in factors]  # each T_g, B, N, d (a view)
-        return main, offsets[0] if len(offsets) == 1 else torch.cat(offsets)
+        return main, TaskFactors(u, [(w * (g - g_mean)[:, None, :], (b - b_mean) @ w.t()) for g, b in groups])
 
 
-TaskPart = torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
+@dataclass
+class TaskFactors:
+    """The T task offsets of one tap, ``offset_t = W_t u + b_t``: the shared code u (B, N, k) and, per group of
+    tasks trained together, their (T_g, d, k) weights and (T_g, d) biases."""
+
+    code: torch.Tensor
+    groups: list[tuple[torch.Tensor, torch.Tensor]]
+
+    def offsets(self) -> torch.Tensor:
+        """The offsets themselves, (T, B, N, d): one matmul of u against each group's stacked weights."""
+        offsets = [F.linear(self.code, wt.flatten(0, 1), bt.flatten()).unflatten(-1, wt.shape[:2]).movedim(-2, 0)
+                   for wt, bt in self.groups]  # each T_g, B, N, d (a view)
+        return offsets[0] if len(offsets) == 1 else torch.cat(offsets)
+
+    def weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All tasks' (T, d, k) weights and (T, d) biases, for decoders that fold W_t into their first conv."""
+        return torch.cat([w for w, _ in self.groups]), torch.cat([b for _, b in self.groups])
 
 
 class ParallelMLP(nn.Module):
-    """Wraps a frozen ``block.mlp`` (kept as ``base_layer``) with a VMT adapter in parallel.
+    """Wraps a frozen ``block.mlp`` (kept as ``base_layer``) with a VMT adapter in parallel: returns the main
+    stream's MLP output ``m + s * mean_t(o_t)``; ``tapped`` also returns the task factors, for a tap block run
+    through the family's ``tap_forward``."""
 
-    Returns the main stream's MLP output ``m + s * mean_t(o_t)``; at a tap it also leaves the
-    task part (``task_mode``: offsets or factors) in ``self.task_part`` for the model to collect after
-    the stage has run.
-    """
-
-    def __init__(self, base_layer: nn.Module, adapter: VMTAdapter, is_tap: bool) -> None:
+    def __init__(self, base_layer: nn.Module, adapter: VMTAdapter) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.adapter = adapter
-        self.is_tap = is_tap
-        self.task_mode = "offsets"
-        self.task_part: TaskPart = None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        main, self.task_part = self.adapter(z, self.task_mode if self.is_tap else None)
-        return self.base_layer(z) + main
+        return self.base_layer(z) + self.adapter(z)
+
+    def tapped(self, z: torch.Tensor) -> tuple[torch.Tensor, TaskFactors]:
+        main, factors = self.adapter.tap(z)
+        return self.base_layer(z) + main, factors
 
 
 @register
@@ -184,9 +194,9 @@ class VMTMethod(Method):
     lite = False
 
     def inject(self, backbone: nn.Module) -> None:
-        for block, is_tap in adapted_blocks(backbone):
+        for block, _ in adapted_blocks(backbone):
             adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
-            block.mlp = ParallelMLP(block.mlp, adapter, is_tap=is_tap)
+            block.mlp = ParallelMLP(block.mlp, adapter)
 
     def add_tasks(self, backbone: nn.Module, count: int) -> None:
         for module in backbone.modules():
@@ -198,22 +208,22 @@ class VMTMethod(Method):
         return self.is_task_specific(name)
 
     def taps(self, backbone: nn.Module, x: torch.Tensor) -> list[Tap]:
-        family, out = family_of(backbone), []
-        stages = family.stages(backbone)
-        for stage in stages:
-            stage[-1].mlp.task_mode = "factors" if self.fold_taps else "offsets"
-        for level, (stage, main) in enumerate(zip(stages, family.run(backbone, x))):
-            tap = stage[-1].mlp
-            part, tap.task_part = tap.task_part, None  # don't keep the graph alive
-            if self.fold_taps:
-                u, weights, biases = part
-                code = u.reshape(*main.shape[:-1], u.shape[-1])  # main's layout, k channels
-                maps = [family.maps(backbone, t, x.shape[-2:], level, self.layout) for t in (main, code)]
-                out.append(FactoredTap(*maps, weights, biases))
-                continue
-            streams = main.unsqueeze(0) + part.view(part.shape[0], *main.shape)  # T, *main's layout
-            out.append(family.maps(backbone, streams, x.shape[-2:], level, self.layout))
-        return out
+        family = family_of(backbone)
+
+        def tap(block: nn.Module, tokens: torch.Tensor) -> Tapped:
+            return family.tap_forward(block, tokens, block.mlp.tapped)
+
+        return [self._tap(backbone, out.main, out.extra, x, i) for i, out in enumerate(self.run(backbone, x, tap))]
+
+    def _tap(self, backbone: nn.Module, main: torch.Tensor, factors: TaskFactors, x: torch.Tensor, level: int) -> Tap:
+        """One level's tap: factored where the model folds (``fold_taps``), else the T dense task streams."""
+        if self.fold_taps:
+            code = factors.code.reshape(*main.shape[:-1], factors.code.shape[-1])  # main's layout, k channels
+            return FactoredTap(self.maps(backbone, main, x, level), self.maps(backbone, code, x, level),
+                               *factors.weights())
+        offsets = factors.offsets()
+        streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, *main's layout
+        return self.maps(backbone, streams, x, level)
 
 
 @register

@@ -3,20 +3,39 @@ particular timm class themselves.
 
 A family (Swin, plain ViT, ...) is one file holding a subclass of ``BackboneFamily`` and its table of
 variants. Everything downstream asks the family: which blocks a method may adapt (``stages``, whose
-last block each is a tap), how to run the backbone to its taps (``run``), how tap tokens become the
-NCHW maps the decoders read (``maps``), which parameters are exempt from weight decay, and how a
+last block each is a tap), how to run the backbone to its taps (``run``, each tap's output a ``Tapped``
+value), how to run a tap block with a method's MLP (``tap_forward``), how tap tokens become the NCHW maps
+the decoders read (``maps``), which parameters are exempt from weight decay, and how a
 foreign checkpoint is filtered into the model (timm's own filter for that family).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
+
+
+class Tapped(NamedTuple):
+    """What a stage gives at its tap: the stream that runs on into the next stage, and what the method's tap adds
+    to it as a value (VMT's task factors, MTLoRA's task streams; None for a plain block)."""
+
+    main: torch.Tensor
+    extra: Any = None
+
+
+def run_tap(block: nn.Module, x: torch.Tensor) -> Tapped:
+    """Run a stage's tap block: a plain block's output, or a method's tap block's own ``Tapped``."""
+    out = block(x)
+    return out if isinstance(out, Tapped) else Tapped(out)
+
+
+TapRunner = Callable[[nn.Module, torch.Tensor], Tapped]  # how a method runs a stage's last block
 
 
 class BackboneFamily:
@@ -50,8 +69,17 @@ class BackboneFamily:
         """The blocks a method may adapt, grouped so that the last block of every group is a tap."""
         raise NotImplementedError
 
-    def run(self, model: nn.Module, x: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Run the backbone once, yielding the token stream after each tap block (the family's own layout)."""
+    def run(self, model: nn.Module, x: torch.Tensor, tap: TapRunner = run_tap,
+            recompute: bool = False) -> Iterator[Tapped]:
+        """Run the backbone once, yielding what each stage's tap block gives (``tap`` runs it; tokens in the
+        family's own layout); ``recompute``: the non-tap blocks keep no activations (``run_blocks``)."""
+        raise NotImplementedError
+
+    def tap_forward(self, block: nn.Module, x: torch.Tensor,
+                    mlp: Callable[[torch.Tensor], tuple[torch.Tensor, Any]]) -> Tapped:
+        """The block's own forward with its MLP call replaced by ``mlp``, which returns the MLP's output and a value
+        the tap passes on: how a method whose task streams start from the MLP's input (VMT) taps the block
+        without keeping anything on it."""
         raise NotImplementedError
 
     def maps(self, model: nn.Module, tokens: torch.Tensor, image_hw: tuple[int, int], level: int,
@@ -76,15 +104,14 @@ class BackboneFamily:
         raise NotImplementedError
 
 
-def run_blocks(model: nn.Module, blocks: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Run ``blocks`` in turn. With ``model.grad_checkpointing`` (set by
-    ``MultiTaskModel.set_grad_checkpointing``) every block but the last, the tap, keeps no activations
-    and is recomputed in backward: taps keep their task streams as a side effect, which a recompute
-    would repeat."""
-    saving = getattr(model, "grad_checkpointing", False) and torch.is_grad_enabled()
-    for i, block in enumerate(blocks):
-        x = checkpoint(block, x, use_reentrant=False) if saving and i < len(blocks) - 1 else block(x)
-    return x
+def run_blocks(blocks: list[nn.Module], x: torch.Tensor, tap: TapRunner, recompute: bool) -> Tapped:
+    """Run a stage's ``blocks`` in turn, the last (the tap) through ``tap``. With ``recompute``
+    (``train.grad_checkpointing``) every block but the tap keeps no activations and is recomputed in backward;
+    the tap keeps its own, which the task streams read."""
+    saving = recompute and torch.is_grad_enabled()
+    for block in blocks[:-1]:
+        x = checkpoint(block, x, use_reentrant=False) if saving else block(x)
+    return tap(blocks[-1], x)
 
 
 def require_family(method: str, family: BackboneFamily, allowed: tuple[str, ...], why: str) -> None:

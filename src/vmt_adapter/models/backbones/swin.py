@@ -9,14 +9,15 @@ pass them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from timm.layers import resize_rel_pos_bias_table
 from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
-from .base import BackboneFamily, run_blocks
+from .base import BackboneFamily, Tapped, TapRunner, run_blocks, run_tap
 
 _BUFFERS = ("relative_position_index", "attn_mask")  # rebuilt by the model itself, never loaded
 
@@ -56,11 +57,22 @@ class SwinFamily(BackboneFamily):
     def stages(self, model: SwinTransformer) -> list[list[nn.Module]]:
         return [list(stage.blocks) for stage in model.layers]
 
-    def run(self, model: SwinTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    def run(self, model: SwinTransformer, x: torch.Tensor, tap: TapRunner = run_tap,
+            recompute: bool = False) -> Iterator[Tapped]:
         x = model.patch_embed(x)
         for stage in model.layers:  # a timm stage: patch merging, then its blocks
-            x = run_blocks(model, list(stage.blocks), stage.downsample(x))
-            yield x
+            out = run_blocks(list(stage.blocks), stage.downsample(x), tap, recompute)
+            yield out
+            x = out.main
+
+    def tap_forward(self, block: nn.Module, x: torch.Tensor,
+                    mlp: Callable[[torch.Tensor], tuple[torch.Tensor, Any]]) -> Tapped:
+        # timm's SwinTransformerBlock.forward, step for step
+        B, H, W, C = x.shape
+        x = x + block.drop_path1(block._attn(block.norm1(x)))
+        x = x.reshape(B, -1, C)
+        m, extra = mlp(block.norm2(x))
+        return Tapped((x + block.drop_path2(m)).reshape(B, H, W, C), extra)
 
     tap_layouts = ("stage", "merged")
 

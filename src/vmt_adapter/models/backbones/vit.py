@@ -11,14 +11,15 @@ Prefix tokens (class, register) are dropped before the maps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
-from .base import BackboneFamily, run_blocks
+from .base import BackboneFamily, Tapped, TapRunner, run_blocks, run_tap
 
 _SCALES = (4.0, 2.0, 1.0, 0.5)  # stride 16 -> 4, 8, 16, 32
 
@@ -54,11 +55,20 @@ class ViTFamily(BackboneFamily):
         bounds = [-1, *self.tap_indices(model)]
         return [list(model.blocks[a + 1: b + 1]) for a, b in zip(bounds, bounds[1:])]
 
-    def run(self, model: VisionTransformer, x: torch.Tensor) -> Iterator[torch.Tensor]:
+    def run(self, model: VisionTransformer, x: torch.Tensor, tap: TapRunner = run_tap,
+            recompute: bool = False) -> Iterator[Tapped]:
         x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
         for stage in self.stages(model):
-            x = run_blocks(model, stage, x)
-            yield x
+            out = run_blocks(stage, x, tap, recompute)
+            yield out
+            x = out.main
+
+    def tap_forward(self, block: nn.Module, x: torch.Tensor,
+                    mlp: Callable[[torch.Tensor], tuple[torch.Tensor, Any]]) -> Tapped:
+        # timm's Block.forward (no attention mask), step for step
+        x = x + block.drop_path1(block.ls1(block.attn(block.norm1(x))))
+        m, extra = mlp(block.norm2(x))
+        return Tapped(x + block.drop_path2(block.ls2(m)), extra)
 
     def maps(self, model: VisionTransformer, tokens: torch.Tensor, image_hw: tuple[int, int],
              level: int, layout: str = "stage") -> torch.Tensor:

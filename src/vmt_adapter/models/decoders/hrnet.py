@@ -15,14 +15,24 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..taps import LowRankMap
-from .base import channel_norm, check_taps
+from .base import Decoder, channel_norm, check_taps
 
 REDUCED = (18, 36, 72, 144)
-FUSIONS = ("concat", "per_level")  # the order of the fusion's first conv and the upsampling (``fusion``)
 
 
-class MultiScaleDecoder(nn.Module):
-    """``ratio`` sets the fusion layer's hidden width, ``ratio`` x 270 (4 = the benchmark's 1080)."""
+class MultiScaleDecoder(Decoder):
+    """``ratio`` sets the fusion layer's hidden width, ``ratio`` x 270 (4 = the benchmark's 1080).
+
+    ``fusion`` (``FUSIONS``): "concat" (the public head) upsamples the reduced maps, concatenates them, then runs
+    the 270 -> 1080 conv at the finest resolution; "per_level" runs the conv's block for each level at that
+    level's own resolution, then upsamples and sums: the same function (a 1x1 conv commutes with bilinear
+    upsampling), fewer multiply-adds, equal outputs up to float rounding.
+    ``grad_checkpointing`` recomputes the fusion (reductions, upsampling, concatenation, first conv) in backward
+    instead of keeping its 270-channel maps at the finest tap's resolution; BatchNorm stays outside, since a
+    recompute would update its running statistics a second time.
+    """
+
+    FUSIONS = ("concat", "per_level")
 
     def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4, tap_norm: bool = True) -> None:
         super().__init__()
@@ -37,15 +47,6 @@ class MultiScaleDecoder(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(fused * ratio, out_channels, 1),
         )
-        # Recompute the fusion (reductions, upsampling, concatenation, first conv) in backward instead of
-        # keeping its 270-channel maps at the finest tap's resolution. BatchNorm stays outside: a recompute
-        # would update its running statistics a second time.
-        self.grad_checkpointing = False
-        # "concat" (the public head): upsample the reduced maps, concatenate, then the 270 -> 1080 conv at the
-        # finest resolution. "per_level": the conv's block for each level at that level's own resolution, then
-        # upsample and sum; the same function (a 1x1 conv commutes with bilinear upsampling), fewer
-        # multiply-adds, equal outputs up to float rounding.
-        self.fusion = "concat"
 
     def _reduce(self, i: int, f: torch.Tensor | LowRankMap) -> torch.Tensor:
         if isinstance(f, LowRankMap):  # VMT's up-projection folded into the reduction (models/taps)

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import channel_norm, check_taps
+from .base import Decoder, channel_norm, check_taps
 
 UNIT = 64
 
 
-class SegFormerHead(nn.Module):
+class SegFormerHead(Decoder):
     def __init__(self, in_channels: list[int], out_channels: int, ratio: int = 4, tap_norm: bool = True) -> None:
         super().__init__()
         check_taps(in_channels, 4)
