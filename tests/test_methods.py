@@ -555,6 +555,22 @@ def test_backbone_train_mode_turns_on_the_frozen_backbones_drop_path(images: tor
             assert torch.equal(model(images)["semseg"], model(images)["semseg"])
 
 
+def test_mtlora_tap_drop_path_draws_per_sample_and_stream() -> None:
+    """In the tap block the 1 + T streams share one tensor; drop-path must still draw per sample and stream, as the
+    public code's per-task calls on (B, N, C): on a batch of identical inputs the samples' outputs then differ, and
+    so do the task streams (equal without drop-path: their updates start at zero)."""
+    model = nano("mtlora", drop_path=0.5, backbone_train_mode=True).train()
+    block = model.backbone.layers[-1].blocks[-1]
+    x = torch.randn(1, 2, 2, block.base_layer.dim, generator=torch.Generator().manual_seed(0)).expand(8, -1, -1, -1)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        streams = block(x).extra  # T, B, H, W, C
+        model.eval()
+        assert all(torch.equal(streams_eval, block(x).extra[0]) for streams_eval in block(x).extra)
+    assert not all(torch.equal(streams[:, 0], streams[:, b]) for b in range(1, 8))
+    assert not all(torch.equal(streams[0], streams[t]) for t in range(1, T))
+
+
 def _public_mtlora_linear(layer: TaskSpecificLoRALinear, x: torch.Tensor, dropped: torch.Tensor,
                           stacked: bool) -> torch.Tensor:
     """The public ``MTLoRALinear`` ('matrix' mode, scales 2 shared / 3 per task) on the project's parameters."""

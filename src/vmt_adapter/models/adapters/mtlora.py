@@ -103,9 +103,11 @@ class MTLoRATapBlock(nn.Module):
         blk = self.base_layer
         B, H, W, C = x.shape
         n = 1 + self.num_tasks
-        a = x + blk.drop_path1(blk._attn(blk.norm1(x)).reshape(n, B, H, W, C))  # proj emits 1 + T streams
-        a = a.reshape(n, B, H * W, C)
-        out = (a + blk.drop_path2(blk.mlp(blk.norm2(a)))).reshape(n, B, H, W, C)  # fc1, fc2 map the stack
+        # proj emits the 1 + T streams along the batch; drop-path draws per stream and sample, as the public code's
+        # per-task calls on (B, N, C) do
+        a = (x + blk.drop_path1(blk._attn(blk.norm1(x))).reshape(n, B, H, W, C)).reshape(n, B, H * W, C)
+        m = blk.mlp(blk.norm2(a))  # fc1, fc2 map the stack
+        out = (a + blk.drop_path2(m.flatten(0, 1)).view_as(m)).reshape(n, B, H, W, C)
         return Tapped(out[0], out[1:])
 
 
