@@ -5,7 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vmt_adapter.models.backbones import FAMILIES
+
 torch.set_num_threads(1)  # pytest-xdist runs two workers on two cores
+
+
+def common_backbones() -> dict[str, tuple[str, int]]:
+    """The common tester's backbones, read from the family registry: each family's smallest variant (built on
+    the meta device, so nothing is allocated) -> its family's name and its number of blocks."""
+    out = {}
+    for family in FAMILIES:
+        with torch.device("meta"):
+            built = {v: family.build(v, 64) for v in family.variants}
+        name = min(built, key=lambda v: sum(p.numel() for p in built[v].parameters()))
+        out[name] = (family.name, sum(len(stage) for stage in family.stages(built[name])))
+    return out
 
 
 @pytest.fixture

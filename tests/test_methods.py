@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from conftest import common_backbones
 
 from vmt_adapter.cli import main
 from vmt_adapter.errors import ConfigError
@@ -48,11 +49,12 @@ VARIANTS = {
 }
 PER_TASK = {"st-full", "bitfit", "adapter", "lora", "vpt-deep"}
 SWIN_ONLY = {"vpt-deep", "mtlora"}  # built on Swin's window attention / stages and patch merging
-BLOCKS = {"swin_nano": 8, "vit_nano": 4}
-PAIRS = [(b, m) for b in BLOCKS for m in METHODS if b == "swin_nano" or m not in SWIN_ONLY]
-# Every pair at its default settings, then each variant on both families: (backbone, method, hparams, variant).
+BACKBONES = common_backbones()  # every registered family's smallest variant: (family, blocks)
+BLOCKS = {b: blocks for b, (_, blocks) in BACKBONES.items()}
+PAIRS = [(b, m) for b, (family, _) in BACKBONES.items() for m in METHODS if family == "swin" or m not in SWIN_ONLY]
+# Every pair at its default settings, then each variant on every family: (backbone, method, hparams, variant).
 CASES = [(b, m, {}, m) for b, m in PAIRS] + [(b, m, hp, v) for v, (m, hp, _) in VARIANTS.items() for b in BLOCKS
-                                             if (b, v) != ("vit_nano", "bitfit+rel_pos")]  # ViT: no tables, refused
+                                             if (BACKBONES[b][0], v) != ("vit", "bitfit+rel_pos")]  # no tables
 CASE_IDS = [f"{b}-{v}" for b, _, _, v in CASES]
 
 
