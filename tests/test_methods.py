@@ -1,5 +1,5 @@
-"""The common tester: every registered method on every backbone family (swin_nano, vit_nano at 64 px):
-shapes, training, trainable sets, zero init, backbone passes, adapter round trips."""
+"""The common tester: every registered method on every backbone family (each family's smallest variant at 64 px,
+today swin_nano and vit_nano): shapes, training, trainable sets, zero init, backbone passes, adapter round trips."""
 
 from __future__ import annotations
 
