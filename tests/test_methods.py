@@ -147,8 +147,8 @@ def test_backbone_block_calls(backbone: str, method: str, images: torch.Tensor) 
     at each block's first norm: a tap block may be run by parts (``BackboneFamily.tap_forward``)."""
     model = nano(method, backbone=backbone)
     calls: dict[str, int] = {}
-    for name, module in model.backbone.named_modules():
-        if name == "blocks" or name.endswith(".blocks"):
+    for name, module in model.named_modules():  # st-full: its per-task backbones too
+        if name.endswith(".blocks"):
             for i, block in enumerate(module):
                 key = f"{name}.{i}"
                 norm = getattr(block, "base_layer", block).norm1  # mtlora wraps its tap blocks
@@ -163,7 +163,7 @@ def test_backbone_block_calls(backbone: str, method: str, images: torch.Tensor) 
 def task_part(method: str, name: str, p: torch.Tensor, task: int) -> torch.Tensor | None:
     """The part of parameter ``name`` that belongs to ``task`` alone, or None."""
     if method == "st-full":
-        return p if task and name.startswith(f"task_copies.{task - 1}.") else None
+        return p if task and name.startswith(f"task_backbones.{task - 1}.") else None
     if re.search(rf"\.(deltas|bottlenecks)\.{task}(\.|$)", name):
         return p
     if re.search(r"\.(lora(\.[qkv])?\.[AB]|task_lora\.[AB]|prompts|gate)$", name) and p.shape[0] == T:
@@ -180,7 +180,7 @@ def test_each_task_stream_uses_its_own_parameters(backbone: str, method: str, hp
     with torch.no_grad():
         before = model.method.taps(model.backbone, images)
         shared = list(run_stages(model.backbone, images))
-        parts = [q for n, p in model.backbone.named_parameters() if (q := task_part(method, n, p, 1)) is not None]
+        parts = [q for n, p in model.named_parameters() if (q := task_part(method, n, p, 1)) is not None]
         assert parts
         g = torch.Generator().manual_seed(2)
         for q in parts:
@@ -645,3 +645,28 @@ def test_adapter_roles_are_read_from_the_layers_not_from_names() -> None:
         "1.odd_name.shared": "shared", "1.odd_name.frozen_stat": "shared",
         "1.odd_name.per_task.0": "task", "1.odd_name.per_task.1": "task", "1.odd_name.per_task.2": "task",
         "1.odd_name.spare.weight": "unused", "1.odd_name.spare.bias": "unused"}
+
+
+def test_st_full_files_from_before_its_copies_moved_still_load(tmp_path) -> None:
+    """st-full's per-task backbones sit beside the first (``task_backbones.N.``), not inside it: an adapter file
+    written under the old names (``backbone.task_copies.N.``) loads into the same tensors."""
+    from safetensors.torch import load_file, save_file
+
+    from vmt_adapter.fileio import sha256_file
+    from vmt_adapter.models.io import load_adapter
+
+    model = nano("st-full", tasks="sal,normals")
+    assert not any(".task_copies." in n for n, _ in model.named_parameters())
+    with torch.no_grad():
+        for p in model.task_backbones.parameters():
+            p.add_(0.05)
+    save_adapter(model, tmp_path)
+    weights, config = tmp_path / "adapter.safetensors", tmp_path / "adapter.json"
+    state = load_file(weights)
+    old = {k.replace("task_backbones.", "backbone.task_copies.", 1): v for k, v in state.items()}
+    assert sum(k.startswith("backbone.task_copies.0.") for k in old) == sum(k.startswith("backbone.") for k in state)
+    save_file(old, weights)
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"weights_sha256": sha256_file(weights)}))
+    fresh = nano("st-full", tasks="sal,normals")
+    load_adapter(fresh, tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))

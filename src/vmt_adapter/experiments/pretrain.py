@@ -36,7 +36,7 @@ def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
     """
     buffers = {n for n, _ in model.backbone.named_buffers()}  # rebuilt by the model itself
     state = {k: v.detach().half().contiguous() for k, v in model.backbone.state_dict().items()
-             if k not in buffers and not k.startswith("task_copies.")}
+             if k not in buffers}
     width = model.backbone.num_features
     state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))
     state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))

@@ -216,7 +216,7 @@ def write_backbone(backbone: nn.Module, out: Path, meta: dict[str, str]) -> None
     """The backbone's weights as the plain timm module holds them, fp16 safetensors, with ``meta``."""
     buffers = {n for n, _ in backbone.named_buffers()}  # rebuilt by the model itself
     state = {k: v.detach().half().contiguous() for k, v in backbone.state_dict().items()
-             if k not in buffers and not k.startswith("task_copies.")}
+             if k not in buffers}
     width = backbone.num_features
     state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))  # dense models drop the final norm
     state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))

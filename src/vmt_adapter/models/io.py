@@ -174,6 +174,13 @@ def _short(sha256: object) -> str:
     return str(sha256)[:12] if sha256 else "none"
 
 
+def current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` (an adapter file's or a checkpoint's) under today's names: files written while st-full's
+    per-task backbones sat inside the first one name them ``backbone.task_copies.N.``."""
+    old = "backbone.task_copies."
+    return {f"task_backbones.{k[len(old):]}" if k.startswith(old) else k: v for k, v in state.items()}
+
+
 def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool = False) -> None:
     """Load an adapter file into ``model``; a file for another backbone, method or task set is refused,
     and so is one trained on other base weights unless ``allow_other_base`` (files that predate the
@@ -219,6 +226,7 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
         raise WeightsError(f"adapter weights not found: {weights}") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"adapter weights {weights} are unreadable: {exc}") from None
+    state = current_names(state)
     why = state_mismatch(state, model.trainable_state_dict())
     if why:
         raise WeightsError(f"adapter weights {weights} do not match this model: {why}")

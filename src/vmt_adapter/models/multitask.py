@@ -65,6 +65,8 @@ class MultiTaskModel(nn.Module):
             raise ConfigError(f"model.taps {taps!r}: a {family.name} backbone offers {', '.join(family.tap_layouts)}")
         self.method = method
         self.method.inject(self.backbone)  # after loading weights, so the checkpoint keys still match
+        if self.method.task_backbones is not None:  # registered before the decoders: the parameters' order
+            self.task_backbones = self.method.task_backbones
         self.method.bind(self.backbone, taps)
         self.decoders = nn.ModuleDict({t.name: self._decoder(t) for t in self.tasks})
         self.method.fold_taps = (self.method.can_fold_taps and family.factorable(self.backbone, taps)
@@ -132,12 +134,19 @@ class MultiTaskModel(nn.Module):
         """Parameters the recipe does not decay, besides 1-D ones: the backbone family's (Swin's
         relative-position tables, ViT's position embedding and class token; only with ``family``: the
         public multi-task code decays them) and the method's own."""
-        own = {f"backbone.{n}" for n in family_of(self.backbone).no_weight_decay(self.backbone)} if family else set()
+        own = {f"{prefix}{n}" for prefix, backbone in self._backbones()
+               for n in family_of(backbone).no_weight_decay(backbone)} if family else set()
         return own | {n for n, _ in self.named_parameters() if self.method.no_weight_decay(n.removeprefix("backbone."))}
 
+    def _backbones(self) -> list[tuple[str, nn.Module]]:
+        """The backbone and any per-task copies of it, with their parameters' prefix in the model."""
+        copies = self.method.task_backbones or []
+        return [("backbone.", self.backbone), *((f"task_backbones.{i}.", b) for i, b in enumerate(copies))]
+
     def _freeze(self) -> None:
-        for name, p in self.backbone.named_parameters():
-            p.requires_grad = self.method.is_trainable(name)
+        for _, backbone in self._backbones():
+            for name, p in backbone.named_parameters():
+                p.requires_grad = self.method.is_trainable(name)
 
     def train(self, mode: bool = True) -> MultiTaskModel:
         super().train(mode)

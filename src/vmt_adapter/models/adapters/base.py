@@ -113,6 +113,9 @@ class Method:
         self.roles: dict[str, str] = {}  # adapter tensor name -> role, read from the backbone by ``bind``
         self.layout = "stage"  # what the taps are (``model.taps``; the family's ``tap_layouts``)
         self.recompute = False  # recompute the non-tap blocks in backward (``MultiTaskModel.set_grad_checkpointing``)
+        # Whole backbones the method runs besides the given one (st-full's per-task copies), made by ``inject``;
+        # the model registers them beside its backbone as ``task_backbones``.
+        self.task_backbones: nn.ModuleList | None = None
 
     def bind(self, backbone: nn.Module, layout: str = "stage") -> None:
         """Read the adapter's tensors and their roles from the layers ``inject`` (or ``add_tasks``) put in, and

@@ -2,7 +2,8 @@
 
 - ``st-full``: single-task full fine-tuning, the reference of the multi-task score: one independent
   backbone per task, T backbone passes. Task 0 runs the backbone itself; tasks 1..T-1 run deep copies
-  registered as ``backbone.task_copies`` so that they train, are counted and saved with it.
+  of it (``task_backbones``), which the model registers beside the backbone so that they train, are
+  counted and saved with it.
 - ``mt-full``: multi-task full fine-tuning: one shared backbone, all decoders on its one pass.
 """
 
@@ -32,8 +33,7 @@ class STFullMethod(PerTaskMethod):
     trains_backbone = True
 
     def inject(self, backbone: nn.Module) -> None:
-        # Copies of the loaded backbone (made before it holds them, so none nests another).
-        backbone.task_copies = nn.ModuleList(copy.deepcopy(backbone) for _ in self.task_names[1:])
+        self.task_backbones = nn.ModuleList(copy.deepcopy(backbone) for _ in self.task_names[1:])
 
     def task_backbone(self, backbone: nn.Module, task: int) -> nn.Module:
-        return backbone.task_copies[task - 1] if task else backbone
+        return self.task_backbones[task - 1] if task else backbone

@@ -100,7 +100,7 @@ class BackboneFamily:
         raise NotImplementedError
 
     def no_weight_decay(self, model: nn.Module) -> set[str]:
-        """Parameter names (in ``model``, copies of it included) that the family's recipe does not decay."""
+        """Parameter names in ``model`` that the family's recipe does not decay."""
         raise NotImplementedError
 
 

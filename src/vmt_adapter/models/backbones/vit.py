@@ -86,5 +86,5 @@ class ViTFamily(BackboneFamily):
         return [model.embed_dim] * 4
 
     def no_weight_decay(self, model: VisionTransformer) -> set[str]:
-        exempt = model.no_weight_decay()  # top-level names (pos_embed, cls_token, ...); copies end alike
+        exempt = model.no_weight_decay()  # top-level names (pos_embed, cls_token, ...)
         return {n for n, _ in model.named_parameters() if n.rsplit(".", 1)[-1] in exempt}
