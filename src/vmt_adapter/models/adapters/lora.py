@@ -40,13 +40,17 @@ class LowRank(nn.Module):
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Entry ``i`` applied to ``x`` (..., d_in)."""
-        return self.scale * F.linear(F.linear(x, self.A[i]), self.B[i])
+        return F.linear(F.linear(x, self.A[i]), self.B[i]).mul_(self.scale)  # in place: see ``stacked``
 
-    def stacked(self, x: torch.Tensor) -> torch.Tensor:
-        """Entry i applied to ``x[i]`` for all i in one batched product: (n, ..., d_in) -> (n, ..., d_out)."""
+    def stacked(self, x: torch.Tensor, plus: torch.Tensor | None = None) -> torch.Tensor:
+        """Entry i applied to ``x[i]`` for all i in one batched product: (n, ..., d_in) -> (n, ..., d_out), with
+        ``plus`` (broadcast) added. Scale and ``plus`` go in place into the product's fresh output, which its
+        backward does not read: on a CPU every large new tensor costs its pages' first-touch faults."""
         flat = x.flatten(1, -2)  # n, M, d_in
-        out = torch.bmm(torch.bmm(flat, self.A.transpose(1, 2)), self.B.transpose(1, 2))  # n, M, d_out
-        return self.scale * out.view(*x.shape[:-1], -1)
+        out = torch.bmm(torch.bmm(flat, self.A.transpose(1, 2)), self.B.transpose(1, 2)).mul_(self.scale)  # n, M, d_out
+        if plus is not None:  # in place before any view: autograd would otherwise rebuild the base in backward
+            out.add_(plus.reshape(-1, plus.shape[-1]))
+        return out.view(*x.shape[:-1], -1)
 
 
 QKV = ("q", "k", "v")
@@ -62,7 +66,7 @@ class LoRALinear(TaskRouted):
         self.dropout = lora_dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base_layer(x) + self.lora(self.dropout(x), self.task)
+        return self.lora(self.dropout(x), self.task).add_(self.base_layer(x))
 
 
 def lora_dropout(p: float) -> nn.Module:
@@ -84,7 +88,7 @@ class SplitLoRALinear(TaskRouted):
         parts = list(self.base_layer(x).chunk(len(QKV), dim=-1))
         for name, update in self.lora.items():
             i = QKV.index(name)
-            parts[i] = parts[i] + update(x, self.task)
+            parts[i] = update(x, self.task).add_(parts[i])
         return torch.cat(parts, dim=-1)
 
 

@@ -85,8 +85,8 @@ class TaskSpecificLoRALinear(AdapterLayer):
         dropped = self.dropout(shared_in)  # as the public code: the task streams' own inputs are not dropped
         task_in = x[1:] if self.stacked_input else dropped.expand(self.task_lora.A.shape[0], *x.shape)
         frozen = self.base_layer(shared_in)
-        shared = frozen if self.lora is None else frozen + self.lora(dropped, 0)
-        out = torch.cat([shared.unsqueeze(0), frozen + self.task_lora.stacked(task_in)])
+        shared = frozen if self.lora is None else self.lora(dropped, 0).add_(frozen)
+        out = torch.cat([shared.unsqueeze(0), self.task_lora.stacked(task_in, plus=frozen)])
         return out if self.stacked_input else out.flatten(0, 1)
 
 
