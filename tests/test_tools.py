@@ -54,3 +54,11 @@ def test_paired_gaps_skips_a_seed_where_a_method_failed(tmp_path):
     path.write_text(json.dumps(results))
     with pytest.raises(SystemExit, match="no seed has results"):
         gaps.main(path, "a", "b")
+
+
+def test_stacked_allocation_measures_each_call():
+    """One warm-up call then ``repeats`` timed ones; time and faults are per call."""
+    tool = _load("stacked_allocation")
+    calls = []
+    ms, faults = tool.measure(lambda: calls.append(1), repeats=4)
+    assert len(calls) == 5 and ms >= 0 and faults >= 0
