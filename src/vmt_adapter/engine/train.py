@@ -23,7 +23,7 @@ from ..device import autocast, rng_preserved, rng_state, seed_everything, set_rn
 from ..errors import CheckpointError, ConfigError, VMTError
 from ..fileio import atomic_write
 from ..kinds import global_counts
-from ..models.io import current_names, save_adapter, state_mismatch
+from ..models.io import load_trainable, save_adapter
 from . import distributed as ddp
 from .checkpoint import BEST, load_checkpoint, remove_stale_temporaries, save_best, save_checkpoint
 from .config import RunConfig, flatten_config, load_config, save_config
@@ -208,14 +208,9 @@ class Trainer:
         if world != self.info.world_size:
             raise CheckpointError(f"--resume: the checkpoint was written by {world} process(es), this is "
                                   f"{self.info.world_size}; the global batch would change")
-        params = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
-        model_state = current_names(state["model"])
-        why = state_mismatch(model_state, self.model.trainable_state_dict())  # what checkpoints hold
+        why = load_trainable(self.model, state["model"])  # checkpoints hold what adapter files hold
         if why:
             raise CheckpointError(f"--resume: the checkpoint's tensors do not fit this model: {why}")
-        with torch.no_grad():
-            for k, v in model_state.items():
-                params[k].copy_(v)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):

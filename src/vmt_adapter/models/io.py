@@ -174,11 +174,19 @@ def _short(sha256: object) -> str:
     return str(sha256)[:12] if sha256 else "none"
 
 
-def current_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` (an adapter file's or a checkpoint's) under today's names: files written while st-full's
-    per-task backbones sat inside the first one name them ``backbone.task_copies.N.``."""
+def load_trainable(model: MultiTaskModel, state: dict[str, torch.Tensor]) -> str:
+    """Copy ``state`` (an adapter file's or a checkpoint's trainable tensors) into ``model``, or, if they do not fit
+    it, copy nothing and say why. Files written while st-full's per-task backbones sat inside the first one name
+    them ``backbone.task_copies.N.``: they are read under today's names."""
     old = "backbone.task_copies."
-    return {f"task_backbones.{k[len(old):]}" if k.startswith(old) else k: v for k, v in state.items()}
+    state = {f"task_backbones.{k[len(old):]}" if k.startswith(old) else k: v for k, v in state.items()}
+    why = state_mismatch(state, model.trainable_state_dict())
+    if not why:
+        with torch.no_grad():
+            current = dict(model.named_parameters()) | dict(model.named_buffers())
+            for k, v in state.items():
+                current[k].copy_(v)
+    return why
 
 
 def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool = False) -> None:
@@ -226,11 +234,6 @@ def load_adapter(model: MultiTaskModel, path: str | Path, allow_other_base: bool
         raise WeightsError(f"adapter weights not found: {weights}") from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsError(f"adapter weights {weights} are unreadable: {exc}") from None
-    state = current_names(state)
-    why = state_mismatch(state, model.trainable_state_dict())
+    why = load_trainable(model, state)
     if why:
         raise WeightsError(f"adapter weights {weights} do not match this model: {why}")
-    with torch.no_grad():
-        current = dict(model.named_parameters()) | dict(model.named_buffers())
-        for k, v in state.items():
-            current[k].copy_(v)

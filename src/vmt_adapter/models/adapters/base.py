@@ -69,11 +69,10 @@ def check_positive(cfg: MethodConfig, method: str, *names: str) -> None:
             raise ConfigError(f"model.hparams.{name} ({method}) must be a positive integer, got {value}")
 
 
-def adapted_blocks(backbone: nn.Module) -> Iterator[tuple[nn.Module, bool]]:
-    """Every block a method may adapt, with whether it is a tap (the last block of its stage)."""
+def adapted_blocks(backbone: nn.Module) -> Iterator[nn.Module]:
+    """Every block a method may adapt (the family's stages, in order)."""
     for stage in family_of(backbone).stages(backbone):
-        for i, block in enumerate(stage):
-            yield block, i == len(stage) - 1
+        yield from stage
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -98,7 +98,7 @@ class AdapterMethod(PerTaskMethod):
 
     def inject(self, backbone: nn.Module) -> None:
         cfg = self.cfg
-        for block, _ in adapted_blocks(backbone):
+        for block in adapted_blocks(backbone):
             for place in cfg.positions.split(","):
                 dim = POSITIONS[place](block)
                 hidden = max(1, dim // cfg.reduction) if cfg.reduction else cfg.hidden

@@ -116,7 +116,7 @@ class LoRAMethod(PerTaskMethod):
 
     def inject(self, backbone: nn.Module) -> None:
         cfg, n = self.cfg, len(self.task_names)
-        for block, _ in adapted_blocks(backbone):
+        for block in adapted_blocks(backbone):
             qkv = block.attn.qkv
             block.attn.qkv = (LoRALinear(qkv, n, cfg.rank, cfg.alpha / cfg.rank) if cfg.targets == "qkv" else
                               SplitLoRALinear(qkv, cfg.targets.split(","), n, cfg.rank, cfg.alpha / cfg.rank))

@@ -194,7 +194,7 @@ class VMTMethod(Method):
     lite = False
 
     def inject(self, backbone: nn.Module) -> None:
-        for block, _ in adapted_blocks(backbone):
+        for block in adapted_blocks(backbone):
             adapter = VMTAdapter(block.mlp.fc1.in_features, len(self.task_names), self.cfg, self.lite)
             block.mlp = ParallelMLP(block.mlp, adapter)
 

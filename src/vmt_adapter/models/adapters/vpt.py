@@ -78,6 +78,6 @@ class VPTDeepMethod(PerTaskMethod):
 
     def inject(self, backbone: nn.Module) -> None:
         require_family(self.name, family_of(backbone), ("swin",), "its prompts enter Swin's window attention")
-        for block, _ in adapted_blocks(backbone):
+        for block in adapted_blocks(backbone):
             block.attn = PromptedWindowAttention(block.attn, len(self.task_names), self.cfg.tokens)
 
