@@ -204,7 +204,7 @@ def test_mtlora_task_specific_layer_follows_the_public_rule(stacked: bool) -> No
         for p in (layer.lora.B, layer.task_lora.B):
             p.normal_()
         x = torch.randn(1 + T, 5, 8) if stacked else torch.randn(5, 8)
-        out = layer(x).view(1 + T, 5, 6)
+        out = _streams(layer, x)
         x0 = x[0] if stacked else x
         w, b = layer.base_layer.weight, layer.base_layer.bias
         torch.testing.assert_close(out[0], x0 @ w.T + b + 4.0 * x0 @ layer.lora.A[0].T @ layer.lora.B[0].T)
@@ -573,6 +573,43 @@ def test_mtlora_tap_drop_path_draws_per_sample_and_stream() -> None:
     assert not all(torch.equal(streams[0], streams[t]) for t in range(1, T))
 
 
+def _streams(layer: TaskSpecificLoRALinear, x: torch.Tensor) -> torch.Tensor:
+    """The layer's 1 + T output streams stacked: a stacked layer takes and gives them as a list, proj concatenated."""
+    if layer.stacked_input:
+        return torch.stack(layer(list(x)))
+    return layer(x).view(-1, *x.shape[:-1], layer.base_layer.out_features)
+
+
+@pytest.mark.parametrize("stacked", [True, False])
+def test_mtlora_streams_one_by_one_keep_the_stacked_arithmetic(stacked: bool) -> None:
+    """The task updates run stream by stream; outputs and every gradient are bit for bit those of all tasks in one
+    stacked ``bmm`` with the frozen output broadcast over them (the form MTLoRA's documented runs were made with)."""
+    torch.manual_seed(0)
+    layer = TaskSpecificLoRALinear(torch.nn.Linear(24, 40), rank=8, scale=4.0, num_tasks=3, task_rank=4,
+                                   task_scale=4.0, stacked_input=stacked)
+    with torch.no_grad():
+        for p in (layer.lora.B, layer.task_lora.B):
+            p.normal_()
+    x = torch.randn(4, 2, 50, 24) if stacked else torch.randn(2, 50, 24)
+    weight = torch.linspace(-1, 1, 4 * 2 * 50 * 40).view(4, 2, 50, 40)
+
+    def grads(out: torch.Tensor) -> list[torch.Tensor]:
+        return torch.autograd.grad((out * weight).sum(), [xin, *(p for p in layer.parameters() if p.requires_grad)])
+
+    xin = x.clone().requires_grad_()
+    got = _streams(layer, xin)
+    got_grads = grads(got)
+    xin = x.clone().requires_grad_()
+    x0 = xin[0] if stacked else xin
+    tasks = xin[1:] if stacked else x0.expand(3, *x0.shape)
+    frozen = layer.base_layer(x0)
+    up = torch.bmm(torch.bmm(tasks.flatten(1, 2), layer.task_lora.A.transpose(1, 2)),
+                   layer.task_lora.B.transpose(1, 2)) * 4.0 + frozen.flatten(0, 1)
+    want = torch.cat([(layer.lora(x0, 0) + frozen)[None], up.view(3, *frozen.shape)])
+    assert torch.equal(got, want)
+    assert all(torch.equal(g, w) for g, w in zip(got_grads, grads(want)))
+
+
 def _public_mtlora_linear(layer: TaskSpecificLoRALinear, x: torch.Tensor, dropped: torch.Tensor,
                           stacked: bool) -> torch.Tensor:
     """The public ``MTLoRALinear`` ('matrix' mode, scales 2 shared / 3 per task) on the project's parameters."""
@@ -582,7 +619,7 @@ def _public_mtlora_linear(layer: TaskSpecificLoRALinear, x: torch.Tensor, droppe
     for t in range(2):
         xt = x[1 + t] if stacked else dropped
         out.append(frozen + xt @ layer.task_lora.A[t].T @ layer.task_lora.B[t].T * 3.0)
-    return torch.stack(out) if stacked else torch.stack(out).flatten(0, 1)
+    return torch.stack(out)
 
 
 def test_mtlora_dropout_reads_as_the_public_code() -> None:
@@ -598,12 +635,12 @@ def test_mtlora_dropout_reads_as_the_public_code() -> None:
         x0 = x[0] if stacked else x
         with torch.no_grad():
             torch.manual_seed(1)
-            out = layer(x)
+            out = _streams(layer, x)
             torch.manual_seed(1)
             dropped = torch.nn.functional.dropout(x0, 0.5, training=True)
             assert not torch.equal(dropped, x0)
             torch.testing.assert_close(out, _public_mtlora_linear(layer, x, dropped, stacked))
-            torch.testing.assert_close(layer.eval()(x), _public_mtlora_linear(layer, x, x0, stacked))
+            torch.testing.assert_close(_streams(layer.eval(), x), _public_mtlora_linear(layer, x, x0, stacked))
 
 
 def test_one_route_to_lite_and_older_records_still_read() -> None:

@@ -40,14 +40,17 @@ class LowRank(nn.Module):
 
     def forward(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Entry ``i`` applied to ``x`` (..., d_in)."""
-        return F.linear(F.linear(x, self.A[i]), self.B[i]).mul_(self.scale)  # in place: see ``stacked``
+        return F.linear(F.linear(x, self.A[i]), self.B[i]).mul_(self.scale)  # in place: see ``entry``
 
-    def stacked(self, x: torch.Tensor, plus: torch.Tensor | None = None) -> torch.Tensor:
-        """Entry i applied to ``x[i]`` for all i in one batched product: (n, ..., d_in) -> (n, ..., d_out), with
-        ``plus`` (broadcast) added. Scale and ``plus`` go in place into the product's fresh output, which its
-        backward does not read: on a CPU every large new tensor costs its pages' first-touch faults."""
-        flat = x.flatten(1, -2)  # n, M, d_in
-        out = torch.bmm(torch.bmm(flat, self.A.transpose(1, 2)), self.B.transpose(1, 2)).mul_(self.scale)  # n, M, d_out
+    def entry(self, x: torch.Tensor, i: int, plus: torch.Tensor | None = None) -> torch.Tensor:
+        """Entry ``i`` applied to ``x`` (..., d_in), with ``plus`` added. A batch of one through ``bmm`` rather than
+        ``F.linear``: its products and their gradients are bit for bit those of entry ``i`` of all entries in one
+        ``bmm``, the form MTLoRA's documented runs were trained with. Scale and ``plus`` go in place into the
+        product's fresh output, which its backward does not read: on a CPU every large new tensor costs its pages'
+        first-touch faults."""
+        flat = x.reshape(1, -1, x.shape[-1])
+        A, B = self.A[i:i + 1].transpose(1, 2), self.B[i:i + 1].transpose(1, 2)
+        out = torch.bmm(torch.bmm(flat, A), B).mul_(self.scale)
         if plus is not None:  # in place before any view: autograd would otherwise rebuild the base in backward
             out.add_(plus.reshape(-1, plus.shape[-1]))
         return out.view(*x.shape[:-1], -1)

@@ -63,9 +63,11 @@ EXTRAS = {  # the public code's name filters, on timm's parameter names
 class TaskSpecificLoRALinear(AdapterLayer):
     """TS-LoRA: a frozen linear layer with the shared update (none if ``rank`` is 0) and one update per task.
 
-    With ``stacked_input`` the input is (1 + T, ..., d_in), [shared, task_1..task_T], and so is the
-    output. Otherwise (proj) every task reads the shared input, and the 1 + T outputs are concatenated
-    along dim 0, the window batch, so that timm's window merge carries them to the block.
+    With ``stacked_input`` the input is the list [shared, task_1..task_T] of streams, and so is the output.
+    Otherwise (proj) every task reads the shared input, and the 1 + T outputs are concatenated along
+    dim 0, the window batch, so that timm's window merge carries them to the block. The streams stay
+    separate tensors, as in the public code: on a CPU a stacked (1 + T)-fold tensor is past the size
+    above which every allocation is fresh pages.
     """
 
     TASK_SPECIFIC = ("task_lora",)
@@ -80,19 +82,22 @@ class TaskSpecificLoRALinear(AdapterLayer):
         self.stacked_input = stacked_input
         self.dropout = lora_dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
         shared_in = x[0] if self.stacked_input else x
         dropped = self.dropout(shared_in)  # as the public code: the task streams' own inputs are not dropped
-        task_in = x[1:] if self.stacked_input else dropped.expand(self.task_lora.A.shape[0], *x.shape)
+        # proj's tasks read one expanded input, whose gradient autograd then sums over the tasks in one reduction
+        task_in = x[1:] if self.stacked_input else dropped.expand(self.task_lora.A.shape[0], *x.shape).unbind(0)
         frozen = self.base_layer(shared_in)
         shared = frozen if self.lora is None else self.lora(dropped, 0).add_(frozen)
-        out = torch.cat([shared.unsqueeze(0), self.task_lora.stacked(task_in, plus=frozen)])
-        return out if self.stacked_input else out.flatten(0, 1)
+        # built last task first, so that autograd sums the tasks' gradients of ``frozen`` in task order
+        tasks = [self.task_lora.entry(t, i, plus=frozen) for i, t in reversed(list(enumerate(task_in)))][::-1]
+        return [shared, *tasks] if self.stacked_input else torch.cat([shared, *tasks])
 
 
 class MTLoRATapBlock(nn.Module):
     """The last block of a stage: returns the shared stream, which runs on, with the T task streams
-    (T, B, H, W, C) as the tap's value. Uses timm's block parts, ``_attn`` included."""
+    (T, B, H, W, C) as the tap's value. Uses timm's block parts, ``_attn`` included; the MLP (timm's
+    ``Mlp`` steps in its order) maps the streams one by one, its widest tensors then a stream's size."""
 
     def __init__(self, base_layer: SwinTransformerBlock, num_tasks: int) -> None:
         super().__init__()
@@ -106,7 +111,9 @@ class MTLoRATapBlock(nn.Module):
         # proj emits the 1 + T streams along the batch; drop-path draws per stream and sample, as the public code's
         # per-task calls on (B, N, C) do
         a = (x + blk.drop_path1(blk._attn(blk.norm1(x))).reshape(n, B, H, W, C)).reshape(n, B, H * W, C)
-        m = blk.mlp(blk.norm2(a))  # fc1, fc2 map the stack
+        mlp = blk.mlp
+        h = [mlp.norm(mlp.drop1(mlp.act(t))) for t in mlp.fc1(blk.norm2(a).unbind(0))]
+        m = torch.stack([mlp.drop2(t) for t in mlp.fc2(h)])
         out = (a + blk.drop_path2(m.flatten(0, 1)).view_as(m)).reshape(n, B, H, W, C)
         return Tapped(out[0], out[1:])
 
