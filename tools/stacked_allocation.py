@@ -1,7 +1,7 @@
-"""Time one GELU over MTLoRA's stacked tap-block hidden layer against the same elements as separate tensors.
+"""Time one GELU over a stacked MTLoRA tap-block hidden layer against the same elements as separate tensors.
 
-The last block of each stage holds its 1 + T streams as one tensor; at 448 px the MLP's hidden layer of
-stage 1 is (5, 12544, 384) float32, 96 MB, past glibc's largest mmap threshold (32 MiB on 64-bit), so every
+Why the last block of each stage maps its 1 + T streams one by one: stacked, at 448 px the MLP's hidden layer
+of stage 1 would be (5, 12544, 384) float32, 96 MB, past glibc's largest mmap threshold (32 MiB on 64-bit), so every
 such allocation gets fresh pages from the kernel and pays a minor page fault per 4 KiB page on first touch.
 Prints the median time per call and the minor page faults per call of each form (one thread).
 
