@@ -110,11 +110,12 @@ class MTLoRATapBlock(nn.Module):
         n = 1 + self.num_tasks
         # proj emits the 1 + T streams along the batch; drop-path draws per stream and sample, as the public code's
         # per-task calls on (B, N, C) do
-        a = (x + blk.drop_path1(blk._attn(blk.norm1(x))).reshape(n, B, H, W, C)).reshape(n, B, H * W, C)
+        # the residual sums go in place into fresh tensors that no backward reads (x + y == y + x, bit for bit)
+        a = blk.drop_path1(blk._attn(blk.norm1(x))).view(n, B, H, W, C).add_(x).view(n, B, H * W, C)
         mlp = blk.mlp
         h = [mlp.norm(mlp.drop1(mlp.act(t))) for t in mlp.fc1(blk.norm2(a).unbind(0))]
         m = torch.stack([mlp.drop2(t) for t in mlp.fc2(h)])
-        out = (a + blk.drop_path2(m.flatten(0, 1)).view_as(m)).reshape(n, B, H, W, C)
+        out = blk.drop_path2(m.flatten(0, 1)).view_as(m).add_(a).view(n, B, H, W, C)
         return Tapped(out[0], out[1:])
 
 
