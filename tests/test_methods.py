@@ -199,7 +199,7 @@ def test_mtlora_task_specific_layer_follows_the_public_rule(stacked: bool) -> No
     """[shared, tasks] -> [W x0 + b + shared(x0), W x0 + b + task_t(x_t)]; proj: every task reads x0."""
     torch.manual_seed(0)
     layer = TaskSpecificLoRALinear(torch.nn.Linear(8, 6), rank=4, scale=4.0, num_tasks=T, task_rank=2,
-                                   task_scale=4.0, stacked_input=stacked)
+                                   task_scale=4.0, own_inputs=stacked)
     with torch.no_grad():
         for p in (layer.lora.B, layer.task_lora.B):
             p.normal_()
@@ -575,7 +575,7 @@ def test_mtlora_tap_drop_path_draws_per_sample_and_stream() -> None:
 
 def _streams(layer: TaskSpecificLoRALinear, x: torch.Tensor) -> torch.Tensor:
     """The layer's 1 + T output streams stacked: a stacked layer takes and gives them as a list, proj concatenated."""
-    if layer.stacked_input:
+    if layer.own_inputs:
         return torch.stack(layer(list(x)))
     return layer(x).view(-1, *x.shape[:-1], layer.base_layer.out_features)
 
@@ -586,7 +586,7 @@ def test_mtlora_streams_one_by_one_keep_the_stacked_arithmetic(stacked: bool) ->
     stacked ``bmm`` with the frozen output broadcast over them (the form MTLoRA's documented runs were made with)."""
     torch.manual_seed(0)
     layer = TaskSpecificLoRALinear(torch.nn.Linear(24, 40), rank=8, scale=4.0, num_tasks=3, task_rank=4,
-                                   task_scale=4.0, stacked_input=stacked)
+                                   task_scale=4.0, own_inputs=stacked)
     with torch.no_grad():
         for p in (layer.lora.B, layer.task_lora.B):
             p.normal_()

@@ -1,8 +1,8 @@
 """LoRA (Hu et al., 2022) per task on the attention's qkv projection, and the low-rank layers MTLoRA reuses.
 
-A small module of our own rather than Hugging Face ``peft``: MTLoRA needs low-rank updates that
-map a stack of T task inputs in one batched product and a layer that returns shared and task
-outputs together, which ``peft``'s ``LoraLayer`` does not offer; one ``LowRank`` here serves both.
+A small module of our own rather than Hugging Face ``peft``: MTLoRA needs T low-rank updates held
+as one stacked parameter, each applied to its task's own input, and a layer that returns shared and
+task outputs together, which ``peft``'s ``LoraLayer`` does not offer; one ``LowRank`` here serves both.
 
 ``LowRank`` holds n stacked updates ``delta_i(x) = scale * B_i A_i x``: A like ``nn.Linear``'s
 default init, B zero, so a wrapped layer starts exactly equal to the frozen one. For ``lora``,

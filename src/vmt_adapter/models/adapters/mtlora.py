@@ -9,7 +9,7 @@ patch merging), ``config.py`` (``TRAIN.FREEZE_* = False``) and
 - **TA-LoRA**, shared by all tasks: a rank-64 update, scale 4 (the code's ``lora_shared_scale``, a
   plain multiplier), on qkv, proj, fc1 and fc2 of every block; B starts at zero.
 - **TS-LoRA**, in the last block of each stage: proj, fc1 and fc2 also carry one rank-4 update per
-  task (scale 4). On a stack [shared, task_1..task_T] of inputs such a layer returns
+  task (scale 4). On the streams [shared, task_1..task_T] such a layer returns
   ``W x_0 + b + shared(x_0)`` for the shared stream and ``W x_0 + b + task_t(x_t)`` for task t: the
   frozen weight reads the shared input and the task update the task's own input (proj reads the
   shared attention output for every task), exactly the public ``'matrix'`` mode. The block thus
@@ -63,8 +63,8 @@ EXTRAS = {  # the public code's name filters, on timm's parameter names
 class TaskSpecificLoRALinear(AdapterLayer):
     """TS-LoRA: a frozen linear layer with the shared update (none if ``rank`` is 0) and one update per task.
 
-    With ``stacked_input`` the input is the list [shared, task_1..task_T] of streams, and so is the output.
-    Otherwise (proj) every task reads the shared input, and the 1 + T outputs are concatenated along
+    With ``own_inputs`` (fc1, fc2) the input is the list [shared, task_1..task_T] of streams, and so is the
+    output. Otherwise (proj) every task reads the shared input, and the 1 + T outputs are concatenated along
     dim 0, the window batch, so that timm's window merge carries them to the block. The streams stay
     separate tensors, as in the public code: on a CPU a stacked (1 + T)-fold tensor is past the size
     above which every allocation is fresh pages.
@@ -73,25 +73,25 @@ class TaskSpecificLoRALinear(AdapterLayer):
     TASK_SPECIFIC = ("task_lora",)
 
     def __init__(self, base_layer: nn.Linear, rank: int, scale: float, num_tasks: int, task_rank: int,
-                 task_scale: float, stacked_input: bool, dropout: float = 0.0) -> None:
+                 task_scale: float, own_inputs: bool, dropout: float = 0.0) -> None:
         super().__init__()
         self.base_layer = base_layer
         d_in, d_out = base_layer.in_features, base_layer.out_features
         self.lora = LowRank(1, d_in, d_out, rank, scale) if rank else None
         self.task_lora = LowRank(num_tasks, d_in, d_out, task_rank, task_scale)
-        self.stacked_input = stacked_input
+        self.own_inputs = own_inputs
         self.dropout = lora_dropout(dropout)
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
-        shared_in = x[0] if self.stacked_input else x
+        shared_in = x[0] if self.own_inputs else x
         dropped = self.dropout(shared_in)  # as the public code: the task streams' own inputs are not dropped
         # proj's tasks read one expanded input, whose gradient autograd then sums over the tasks in one reduction
-        task_in = x[1:] if self.stacked_input else dropped.expand(self.task_lora.A.shape[0], *x.shape).unbind(0)
+        task_in = x[1:] if self.own_inputs else dropped.expand(self.task_lora.A.shape[0], *x.shape).unbind(0)
         frozen = self.base_layer(shared_in)
         shared = frozen if self.lora is None else self.lora(dropped, 0).add_(frozen)
         # built last task first, so that autograd sums the tasks' gradients of ``frozen`` in task order
         tasks = [self.task_lora.entry(t, i, plus=frozen) for i, t in reversed(list(enumerate(task_in)))][::-1]
-        return [shared, *tasks] if self.stacked_input else torch.cat([shared, *tasks])
+        return [shared, *tasks] if self.own_inputs else torch.cat([shared, *tasks])
 
 
 class MTLoRATapBlock(nn.Module):
@@ -159,8 +159,8 @@ class MTLoRAMethod(Method):
                 is_tap = i == len(stage.blocks) - 1
                 cfg = self.cfg
                 block.attn.qkv = LoRALinear(block.attn.qkv, 1, cfg.rank, cfg.shared_scale, cfg.dropout)
-                for parent, attr, stacked in ((block.attn, "proj", False), (block.mlp, "fc1", True),
-                                              (block.mlp, "fc2", True)):
+                for parent, attr, own_inputs in ((block.attn, "proj", False), (block.mlp, "fc1", True),
+                                                 (block.mlp, "fc2", True)):
                     base = getattr(parent, attr)
                     if not is_tap:
                         setattr(parent, attr, LoRALinear(base, 1, cfg.rank, cfg.shared_scale, cfg.dropout))
@@ -169,7 +169,7 @@ class MTLoRAMethod(Method):
                     last = (s, attr) == (len(backbone.layers) - 1, "fc2")
                     rank = 0 if last and not cfg.last_shared_fc2 else cfg.rank
                     layer = TaskSpecificLoRALinear(base, rank, cfg.shared_scale, num_tasks, cfg.task_rank,
-                                                   cfg.task_scale, stacked, cfg.dropout)
+                                                   cfg.task_scale, own_inputs, cfg.dropout)
                     if last and rank:  # built for the published count; nothing reads its output
                         layer.unused = ("lora",)
                     setattr(parent, attr, layer)
