@@ -83,6 +83,33 @@ def test_grad_checkpointing_rows_and_identical_gradients(tmp_path: Path) -> None
         assert all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0]), backbone
 
 
+def test_recompute_keeps_no_merged_task_stream_for_backward() -> None:
+    """With merged taps each of VMT's T task streams passes a patch merging, whose LayerNorm saves its input and
+    output for backward; under ``train.grad_checkpointing`` nothing of the streams is kept (outside the recomputed
+    parts) and the gradients stay those of the plain step. B = 1, T = 3: a saved (3, h, h, C) tensor is a stack of
+    the streams (window batches are squares, the decoders' maps channels-first)."""
+    from vmt_adapter.models.factory import create_model
+    from vmt_adapter.tasks import resolve_tasks
+
+    torch.manual_seed(0)
+    model = create_model("swin_nano", "vmt", resolve_tasks("semseg,sal,normals"), img_size=64, taps="merged")
+    x = torch.randn(1, 3, 64, 64)
+    grads, stream_saves = [], []
+    for enable in (False, True):
+        model.zero_grad()
+        model.set_grad_checkpointing(enable)
+        saved: list[tuple[int, ...]] = []
+        stream_saves.append(saved)
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, into=saved: into.append(tuple(t.shape)) or t,
+                                                      lambda t: t):
+            loss = sum(o.pow(2).mean() for o in model(x).values())
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        saved[:] = [s for s in saved if len(s) == 4 and s[0] == 3 and s[1] == s[2] > 1]
+    assert stream_saves[0] and not stream_saves[1]
+    assert grads[0].keys() == grads[1].keys() and all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+
+
 def test_decoder_recompute_keeps_gradients_and_batchnorm_statistics() -> None:
     """In train mode (BatchNorm on batch statistics) with the decoders' fusion recomputed in backward, every
     gradient and every running statistic equals the plain step's: BatchNorm runs once per step either way,

@@ -117,8 +117,8 @@ class MultiTaskModel(nn.Module):
         return self.backbone.patch_embed.img_size[0]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute the backbone's non-tap blocks, and the decoders' fusion where a decoder offers it,
-        in backward instead of keeping their activations.
+        """Recompute the backbone's blocks (a method's task streams too, where it makes them outside the blocks)
+        and the decoders' fusion where a decoder offers it, in backward instead of keeping their activations.
 
         One-pass methods only: a per-task method switches its parameters between the T passes, so a
         recompute during backward would run with the last task's.

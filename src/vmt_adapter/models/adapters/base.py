@@ -111,7 +111,7 @@ class Method:
         self.cfg = self.config_class() if cfg is None else cfg
         self.roles: dict[str, str] = {}  # adapter tensor name -> role, read from the backbone by ``bind``
         self.layout = "stage"  # what the taps are (``model.taps``; the family's ``tap_layouts``)
-        self.recompute = False  # recompute the non-tap blocks in backward (``MultiTaskModel.set_grad_checkpointing``)
+        self.recompute = False  # recompute the blocks in backward (``MultiTaskModel.set_grad_checkpointing``)
         # Whole backbones the method runs besides the given one (st-full's per-task copies), made by ``inject``;
         # the model registers them beside its backbone as ``task_backbones``.
         self.task_backbones: nn.ModuleList | None = None

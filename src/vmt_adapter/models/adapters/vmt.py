@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
 from ..backbones import family_of
@@ -221,9 +222,15 @@ class VMTMethod(Method):
             code = factors.code.reshape(*main.shape[:-1], factors.code.shape[-1])  # main's layout, k channels
             return FactoredTap(self.maps(backbone, main, x, level), self.maps(backbone, code, x, level),
                                *factors.weights())
-        offsets = factors.offsets()
-        streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, *main's layout
-        return self.maps(backbone, streams, x, level)
+
+        def task_maps() -> torch.Tensor:
+            offsets = factors.offsets()
+            streams = main.unsqueeze(0) + offsets.view(offsets.shape[0], *main.shape)  # T, *main's layout
+            return self.maps(backbone, streams, x, level)
+
+        # Under ``recompute`` the T streams keep no activations until backward: with merged taps each stream's
+        # patch merging (its LayerNorm's input and output) would otherwise be held for every task.
+        return checkpoint(task_maps, use_reentrant=False) if self.recompute and torch.is_grad_enabled() else task_maps()
 
 
 @register

@@ -72,7 +72,7 @@ class BackboneFamily:
     def run(self, model: nn.Module, x: torch.Tensor, tap: TapRunner = run_tap,
             recompute: bool = False) -> Iterator[Tapped]:
         """Run the backbone once, yielding what each stage's tap block gives (``tap`` runs it; tokens in the
-        family's own layout); ``recompute``: the non-tap blocks keep no activations (``run_blocks``)."""
+        family's own layout); ``recompute``: the blocks keep no activations (``run_blocks``)."""
         raise NotImplementedError
 
     def tap_forward(self, block: nn.Module, x: torch.Tensor,
@@ -106,12 +106,12 @@ class BackboneFamily:
 
 def run_blocks(blocks: list[nn.Module], x: torch.Tensor, tap: TapRunner, recompute: bool) -> Tapped:
     """Run a stage's ``blocks`` in turn, the last (the tap) through ``tap``. With ``recompute``
-    (``train.grad_checkpointing``) every block but the tap keeps no activations and is recomputed in backward;
-    the tap keeps its own, which the task streams read."""
+    (``train.grad_checkpointing``) every block, the tap included, keeps no activations and is recomputed in
+    backward (with the random state it drew from, for dropout and drop-path)."""
     saving = recompute and torch.is_grad_enabled()
     for block in blocks[:-1]:
         x = checkpoint(block, x, use_reentrant=False) if saving else block(x)
-    return tap(blocks[-1], x)
+    return checkpoint(tap, blocks[-1], x, use_reentrant=False) if saving else tap(blocks[-1], x)
 
 
 def require_family(method: str, family: BackboneFamily, allowed: tuple[str, ...], why: str) -> None:
