@@ -51,11 +51,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
 from ..backbones import family_of
 from ..backbones.base import Tapped
+from ..recompute import recomputed
 from ..taps import FactoredTap, Tap
 from .base import ACTIVATIONS, AdapterLayer, Method, MethodConfig, adapted_blocks, check_positive, register
 
@@ -230,7 +230,7 @@ class VMTMethod(Method):
 
         # Under ``recompute`` the T streams keep no activations until backward: with merged taps each stream's
         # patch merging (its LayerNorm's input and output) would otherwise be held for every task.
-        return checkpoint(task_maps, use_reentrant=False) if self.recompute and torch.is_grad_enabled() else task_maps()
+        return recomputed(self.recompute, task_maps)
 
 
 @register

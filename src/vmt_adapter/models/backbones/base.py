@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from ...errors import ConfigError
+from ..recompute import recomputed
 
 
 class Tapped(NamedTuple):
@@ -108,10 +108,9 @@ def run_blocks(blocks: list[nn.Module], x: torch.Tensor, tap: TapRunner, recompu
     """Run a stage's ``blocks`` in turn, the last (the tap) through ``tap``. With ``recompute``
     (``train.grad_checkpointing``) every block, the tap included, keeps no activations and is recomputed in
     backward (with the random state it drew from, for dropout and drop-path)."""
-    saving = recompute and torch.is_grad_enabled()
     for block in blocks[:-1]:
-        x = checkpoint(block, x, use_reentrant=False) if saving else block(x)
-    return checkpoint(tap, blocks[-1], x, use_reentrant=False) if saving else tap(blocks[-1], x)
+        x = recomputed(recompute, block, x)
+    return recomputed(recompute, tap, blocks[-1], x)
 
 
 def require_family(method: str, family: BackboneFamily, allowed: tuple[str, ...], why: str) -> None:

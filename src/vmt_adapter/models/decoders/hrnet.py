@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
+from ..recompute import recomputed
 from ..taps import LowRankMap
 from .base import Decoder, channel_norm, check_taps
 
@@ -55,11 +55,7 @@ class MultiScaleDecoder(Decoder):
 
     def forward(self, feats: list[torch.Tensor | LowRankMap], size: tuple[int, int]) -> torch.Tensor:
         """``feats``: the tapped maps (B, C_i, H_i, W_i) or factored ones, finest first; returns (B, out, *size)."""
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            fused = checkpoint(self._fuse, *feats, use_reentrant=False)
-        else:
-            fused = self._fuse(*feats)
-        out = self.head[1:](fused)
+        out = self.head[1:](recomputed(self.grad_checkpointing, self._fuse, *feats))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
     def _fuse(self, *feats: torch.Tensor | LowRankMap) -> torch.Tensor:
