@@ -15,42 +15,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
 from ..data.synth import VERSION
 from ..engine.config import RunConfig
 from ..engine.train import train
 from ..errors import ConfigError
-from ..fileio import atomic_write
-from ..models.backbones import family_of
+from ..models.backbones import family_of, write_weights
 from ..models.multitask import MultiTaskModel
 from ..reporting.figures import pyplot, save_figure
 
 
-def backbone_state(model: MultiTaskModel) -> dict[str, torch.Tensor]:
-    """The backbone's weights as the plain timm module holds them, in fp16.
-
-    Dense models replace the classifier's final norm by an identity; it is stored at its
-    initial values (weight 1, bias 0) so that the file loads into any timm module of this variant.
-    """
-    buffers = {n for n, _ in model.backbone.named_buffers()}  # rebuilt by the model itself
-    state = {k: v.detach().half().contiguous() for k, v in model.backbone.state_dict().items()
-             if k not in buffers}
-    width = model.backbone.num_features
-    state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))
-    state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))
-    return state
-
-
 def export_backbone(model: MultiTaskModel, out: Path, cfg: RunConfig, steps: int) -> None:
     """Write the backbone to ``out`` with the run's identity in the safetensors metadata."""
-    meta = {"layout": family_of(model.backbone).layout, "backbone": model.base.backbone,
-            "size": str(cfg.data.size), "dataset_version": VERSION,
+    meta = {"backbone": model.base.backbone, "size": str(cfg.data.size), "dataset_version": VERSION,
             "objective": "dense: " + ", ".join(cfg.tasks), "split": cfg.data.train_split,
             "num": str(cfg.data.num_train), "steps": str(steps), "seed": str(cfg.seed)}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: save_file(backbone_state(model), tmp, metadata=meta))
+    write_weights(model.backbone, family_of(model.backbone), out, meta)
 
 
 def plot_losses(log: Path, out: Path) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 from tqdm import tqdm
@@ -38,7 +37,7 @@ from ..engine.runlock import RunLock
 from ..engine.train import NonFiniteLossError
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_write
-from ..models.backbones import build_backbone, family_of
+from ..models.backbones import build_backbone, family_of, write_weights
 from ..reporting.figures import pyplot, save_figure
 from ..typed import build
 
@@ -212,18 +211,6 @@ def evaluate(model: MaskedPretrainer, data: SynthStudio, cfg: UpstreamConfig, me
             "mim_l1": l1 / count, "mim_l1_prior": l1_prior / count}
 
 
-def write_backbone(backbone: nn.Module, out: Path, meta: dict[str, str]) -> None:
-    """The backbone's weights as the plain timm module holds them, fp16 safetensors, with ``meta``."""
-    buffers = {n for n, _ in backbone.named_buffers()}  # rebuilt by the model itself
-    state = {k: v.detach().half().contiguous() for k, v in backbone.state_dict().items()
-             if k not in buffers}
-    width = backbone.num_features
-    state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))  # dense models drop the final norm
-    state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"layout": family_of(backbone).layout, **meta}))
-
-
 def _param_groups(model: MaskedPretrainer, weight_decay: float) -> list[dict]:
     exempt = {f"backbone.{n}" for n in family_of(model.backbone).no_weight_decay(model.backbone)} | {"mask_token"}
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n not in exempt]
@@ -386,7 +373,8 @@ class UpstreamRun:
 
     def export(self, out: Path) -> None:
         c = self.cfg
-        write_backbone(self.model.backbone, out, {
+        backbone = self.model.backbone
+        write_weights(backbone, family_of(backbone), out, {
             "backbone": c.model.backbone, "size": str(c.data.size), "dataset_version": VERSION,
             "objective": f"SimMIM (mask {c.objective.mask_ratio}) + {len(CLASSES)}-class classification",
             "split": "train", "num": str(c.data.num_train), "steps": str(self.step), "seed": str(c.seed)})

@@ -23,6 +23,7 @@ from .weights import (
     state_digest,
     weights_identity,
     weights_layout,
+    write_weights,
 )
 
 FAMILIES: tuple[BackboneFamily, ...] = (SwinFamily(), ViTFamily())
@@ -63,4 +64,4 @@ def list_backbones() -> list[str]:
 
 __all__ = ["BACKBONES", "FAMILIES", "BackboneFamily", "build_backbone", "default_size", "describe_load_error",
            "family_of", "list_backbones", "load_weights", "read_state_dict", "require_family", "resolve_weights",
-           "state_digest", "weights_identity", "weights_layout"]
+           "state_digest", "weights_identity", "weights_layout", "write_weights"]

@@ -1,5 +1,6 @@
 """Reading local backbone weights: shipped ``builtin:`` files, safetensors, PyTorch files (never pickled
-objects), and loading them into a family's model with every mismatch reported in one line.
+objects), and loading them into a family's model with every mismatch reported in one line; writing a
+pretrained backbone as such a file.
 
 The project never downloads weights: ``pretrained`` is a path the user names.
 """
@@ -16,11 +17,11 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...errors import WeightsError
-from ...fileio import sha256_file
+from ...fileio import atomic_write, sha256_file
 from .base import BackboneFamily
 
 BUILTIN_PREFIX = "builtin:"
@@ -133,3 +134,16 @@ def state_digest(module: nn.Module) -> str:
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def write_weights(backbone: nn.Module, family: BackboneFamily, out: Path, meta: dict[str, str]) -> None:
+    """The backbone's weights as the plain timm module holds them, fp16 safetensors with the family's layout and
+    ``meta``. Buffers are left out (the model rebuilds them); a final norm that dense models replace by an identity
+    is stored at its initial values (weight 1, bias 0), so that the file loads into any timm module of the variant."""
+    buffers = {n for n, _ in backbone.named_buffers()}
+    state = {k: v.detach().half().contiguous() for k, v in backbone.state_dict().items() if k not in buffers}
+    width = backbone.num_features
+    state.setdefault("norm.weight", torch.ones(width, dtype=torch.float16))
+    state.setdefault("norm.bias", torch.zeros(width, dtype=torch.float16))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"layout": family.layout, **meta}))
